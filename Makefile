@@ -1,0 +1,44 @@
+# minicnn — the README names these targets. Every target sets up .venv first if it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup train test test-fast lint format parity bench bench-train figures clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: setup           ## the seed tutorial's run: 6 epochs, batch 128, test accuracy
+	$(PY) -m minicnn train
+
+test: setup            ## the whole suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: setup       ## without the Keras parity tests
+	$(PY) -m pytest -q -m "not keras"
+
+lint: setup
+	$(VENV)/bin/ruff check minicnn reference benchmarks tests
+
+format: setup
+	$(VENV)/bin/ruff format minicnn reference benchmarks tests
+
+parity: setup          ## full layer-by-layer comparison with Keras
+	$(PY) -m minicnn parity
+
+bench: setup           ## conv kernels side by side
+	$(PY) -m benchmarks.conv --json bench-results/conv.json --plot bench-results/conv.png
+
+bench-train: setup     ## epoch time and predict throughput, minicnn vs Keras
+	$(PY) -m benchmarks.train_epoch --json bench-results/train_epoch.json
+
+figures: setup         ## the seed tutorial's figures
+	$(PY) -m minicnn figures --out figures
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

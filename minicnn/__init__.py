@@ -1,0 +1,17 @@
+"""minicnn: a convolutional-network library from scratch in NumPy + Numba, checked against Keras.
+
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, MaxPooling2D, Dropout, Flatten, Dense
+"""
+
+from minicnn import activations, initializers, layers, losses, optimizers, utils
+from minicnn.config import floatx, get_backend, set_backend, set_floatx
+from minicnn.layers.base import clear_session
+from minicnn.model import Sequential
+from minicnn.random import set_random_seed
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "activations", "clear_session", "floatx", "get_backend",
+           "initializers", "layers", "losses", "optimizers", "set_backend", "set_floatx",
+           "set_random_seed", "utils"]

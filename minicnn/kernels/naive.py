@@ -1,0 +1,202 @@
+"""The readable twin of every kernel: plain nested loops, one output element at a time.
+
+This file is the lesson (read it aloud), the oracle the fast kernels are tested against, and the
+slowest baseline in the benchmarks. Use it on tiny inputs only: it runs at Python speed.
+
+Conventions shared by every backend (naive, numpy, numba):
+    x    (N, H, W, C)      activations, channels-last as in Keras
+    w    (KH, KW, C, F)    conv kernel; cross-correlation, no flip
+    b    (F,)              bias
+    out  (N, Ho, Wo, F)
+    strides = (sh, sw); pads = (pad_top, pad_bottom, pad_left, pad_right)
+Padded pixels are zeros for convolution and are never chosen by max-pooling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _out_size(n: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
+    return (n + pad_before + pad_after - k) // s + 1
+
+
+def conv2d_forward(x, w, b, strides, pads):
+    """out[n, i, j, f] = b[f] + sum_{p, q, c} x[n, i*sh + p - pt, j*sw + q - pl, c] * w[p, q, c, f].
+
+    Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> out (N, Ho, Wo, F).
+    """
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    sh, sw = strides
+    pt, pb, pl, pr = pads
+    Ho, Wo = _out_size(H, KH, sh, pt, pb), _out_size(W, KW, sw, pl, pr)
+    out = np.zeros((N, Ho, Wo, F), dtype=np.result_type(x, w))
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for f in range(F):
+                    acc = 0.0 if b is None else b[f]
+                    for p in range(KH):
+                        for q in range(KW):
+                            r, s = i * sh + p - pt, j * sw + q - pl
+                            if 0 <= r < H and 0 <= s < W:  # outside: a padded zero
+                                for c in range(C):
+                                    acc += x[n, r, s, c] * w[p, q, c, f]
+                    out[n, i, j, f] = acc
+    return out
+
+
+def conv2d_backward_input(dout, w, x_shape, strides, pads):
+    """dx[n, r, s, c] = sum over every (i, j, f) whose window covers (r, s) of dout * w.
+
+    Each output pixel sends its gradient back along the same edges the forward pass used.
+    Shapes: dout (N, Ho, Wo, F), w (KH, KW, C, F) -> dx x_shape = (N, H, W, C).
+    """
+    N, H, W, C = x_shape
+    KH, KW, _, F = w.shape
+    _, Ho, Wo, _ = dout.shape
+    sh, sw = strides
+    pt, _, pl, _ = pads
+    dx = np.zeros(x_shape, dtype=np.result_type(dout, w))
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for p in range(KH):
+                    for q in range(KW):
+                        r, s = i * sh + p - pt, j * sw + q - pl
+                        if 0 <= r < H and 0 <= s < W:
+                            for c in range(C):
+                                for f in range(F):
+                                    dx[n, r, s, c] += dout[n, i, j, f] * w[p, q, c, f]
+    return dx
+
+
+def conv2d_backward_weights(dout, x, kernel_size, strides, pads):
+    """dw[p, q, c, f] = sum_{n, i, j} x[n, i*sh + p - pt, j*sw + q - pl, c] * dout[n, i, j, f].
+
+    Shapes: dout (N, Ho, Wo, F), x (N, H, W, C) -> dw (KH, KW, C, F).
+    The bias gradient is simpler still: db[f] = sum_{n, i, j} dout[n, i, j, f].
+    """
+    N, H, W, C = x.shape
+    KH, KW = kernel_size
+    _, Ho, Wo, F = dout.shape
+    sh, sw = strides
+    pt, _, pl, _ = pads
+    dw = np.zeros((KH, KW, C, F), dtype=np.result_type(dout, x))
+    for p in range(KH):
+        for q in range(KW):
+            for c in range(C):
+                for f in range(F):
+                    acc = 0.0
+                    for n in range(N):
+                        for i in range(Ho):
+                            for j in range(Wo):
+                                r, s = i * sh + p - pt, j * sw + q - pl
+                                if 0 <= r < H and 0 <= s < W:
+                                    acc += x[n, r, s, c] * dout[n, i, j, f]
+                    dw[p, q, c, f] = acc
+    return dw
+
+
+def maxpool2d_forward(x, pool_size, strides, pads):
+    """out[n, i, j, c] = max of the (PH, PW) window at (i*sh - pt, j*sw - pl).
+
+    Also returns where the maximum was, as the row-major index p*PW + q inside the window:
+    the first maximum on ties (Keras/TensorFlow route the gradient to exactly one input).
+    Shapes: x (N, H, W, C) -> out (N, Ho, Wo, C), argmax (N, Ho, Wo, C) int32.
+    """
+    N, H, W, C = x.shape
+    PH, PW = pool_size
+    sh, sw = strides
+    pt, pb, pl, pr = pads
+    Ho, Wo = _out_size(H, PH, sh, pt, pb), _out_size(W, PW, sw, pl, pr)
+    out = np.zeros((N, Ho, Wo, C), dtype=x.dtype)
+    argmax = np.zeros((N, Ho, Wo, C), dtype=np.int32)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    best, best_k = -np.inf, -1
+                    for p in range(PH):
+                        for q in range(PW):
+                            r, s = i * sh + p - pt, j * sw + q - pl
+                            # strict '>' keeps the first maximum in row-major order
+                            if 0 <= r < H and 0 <= s < W and x[n, r, s, c] > best:
+                                best, best_k = x[n, r, s, c], p * PW + q
+                    out[n, i, j, c] = best
+                    argmax[n, i, j, c] = best_k
+    return out, argmax
+
+
+def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
+    """Route each dout[n, i, j, c] to the input pixel that won its window (others get 0).
+
+    Overlapping windows (strides < pool_size) add up where they share a winner.
+    Shapes: dout, argmax (N, Ho, Wo, C) -> dx x_shape = (N, H, W, C).
+    """
+    N, Ho, Wo, C = dout.shape
+    PW = pool_size[1]
+    sh, sw = strides
+    pt, _, pl, _ = pads
+    dx = np.zeros(x_shape, dtype=dout.dtype)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    p, q = divmod(int(argmax[n, i, j, c]), PW)
+                    dx[n, i * sh + p - pt, j * sw + q - pl, c] += dout[n, i, j, c]
+    return dx
+
+
+def dense_forward(x, w, b):
+    """out[n, k] = b[k] + sum_d x[n, d] * w[d, k].  Shapes: x (N, D), w (D, K), b (K,) -> (N, K)."""
+    N, D = x.shape
+    K = w.shape[1]
+    out = np.zeros((N, K), dtype=np.result_type(x, w))
+    for n in range(N):
+        for k in range(K):
+            acc = 0.0 if b is None else b[k]
+            for d in range(D):
+                acc += x[n, d] * w[d, k]
+            out[n, k] = acc
+    return out
+
+
+def dense_backward(dout, x, w):
+    """dx = dout @ w.T, dw = x.T @ dout, db = sum_n dout, written as loops.
+
+    Shapes: dout (N, K), x (N, D), w (D, K) -> dx (N, D), dw (D, K), db (K,).
+    """
+    N, D = x.shape
+    K = w.shape[1]
+    dx = np.zeros((N, D), dtype=dout.dtype)
+    dw = np.zeros((D, K), dtype=dout.dtype)
+    db = np.zeros(K, dtype=dout.dtype)
+    for n in range(N):
+        for k in range(K):
+            g = dout[n, k]
+            db[k] += g
+            for d in range(D):
+                dx[n, d] += g * w[d, k]
+                dw[d, k] += g * x[n, d]
+    return dx, dw, db
+
+
+def softmax_crossentropy(logits, y):
+    """Mean cross-entropy of softmax(logits) against one-hot y, and its gradient.
+
+    loss = -1/N sum_n sum_k y[n,k] log p[n,k],  dlogits = (p - y) / N.
+    Shapes: logits, y (N, K) -> (loss scalar, dlogits (N, K)).
+    """
+    N, K = logits.shape
+    loss = 0.0
+    dlogits = np.zeros((N, K), dtype=logits.dtype)
+    for n in range(N):
+        m = max(logits[n, k] for k in range(K))  # subtract the max so exp cannot overflow
+        total = sum(np.exp(logits[n, k] - m) for k in range(K))
+        for k in range(K):
+            p = np.exp(logits[n, k] - m) / total
+            loss -= y[n, k] * ((logits[n, k] - m) - np.log(total))
+            dlogits[n, k] = (p - y[n, k]) / N
+    return loss / N, dlogits

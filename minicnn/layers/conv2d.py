@@ -1,0 +1,113 @@
+"""Conv2D: a bank of F learned (KH, KW, C) filters slid over the image (cross-correlation)."""
+
+from __future__ import annotations
+
+from minicnn import activations, initializers
+from minicnn.kernels import ops
+from minicnn.kernels.geometry import window_2d
+from minicnn.layers.base import Layer, as_pair
+
+
+class Conv2D(Layer):
+    """2-D convolution, channels-last, with Keras's arguments and weight layout.
+
+    Args:
+        filters: number of output channels F.
+        kernel_size: int or (KH, KW).
+        strides: int or (sh, sw).
+        padding: 'valid' (no padding) or 'same' (output ceil(H / s); odd pad bottom/right).
+        activation: None, 'relu', 'sigmoid', 'tanh', 'softmax', 'linear'.
+        use_bias, kernel_initializer, bias_initializer: as Keras.
+
+    Shapes:
+        x (N, H, W, C) -> out (N, Ho, Wo, F); kernel (KH, KW, C, F); bias (F,).
+
+    z[n,i,j,f] = b[f] + sum_{p,q,c} x[n, i*sh+p, j*sw+q, c] * w[p,q,c,f];  out = activation(z).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 input_shape=None, name=None, dtype=None):
+        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"Invalid value for argument filters. Expected a strictly positive "
+                             f"int. Received: filters={filters!r}")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"Invalid value for argument padding. Expected 'valid' or 'same'. "
+                             f"Received: padding={padding!r}")
+        self.filters = filters
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.padding = padding
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self._init_names = (kernel_initializer, bias_initializer)
+        self.needs_input_grad = True  # the model turns this off for its first layer
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer {self.name!r} expects inputs of shape (N, H, W, C), "
+                             f"received (None, {', '.join(map(str, input_shape))}).")
+        return window_2d(input_shape[:2], self.kernel_size, self.strides, self.padding)
+
+    def build(self, input_shape):
+        (_, _), self.pads = self._geometry(input_shape)
+        shape = (*self.kernel_size, input_shape[2], self.filters)
+        rng = self._rng or _default_rng()
+        self.params["kernel"] = self.kernel_initializer(shape, rng, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = self.bias_initializer((self.filters,), rng, self.dtype)
+        self.zero_grads()
+
+    def compute_output_shape(self, input_shape):
+        (ho, wo), _ = self._geometry(input_shape)
+        return (ho, wo, self.filters)
+
+    def forward(self, x, training=False):
+        z = ops().conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
+                                 self.strides, self.pads)               # (N, Ho, Wo, F)
+        out = self.activation.forward(z)
+        self.cache = (x, z, out)
+        return out
+
+    def backward(self, dout):
+        """dout (N, Ho, Wo, F) -> dx (N, H, W, C), or None when needs_input_grad is off."""
+        x, z, out = self.cache
+        return self.backward_linear(self.activation.backward(dout, z, out))
+
+    @property
+    def preactivation(self):
+        """z of the last forward pass (the logits, when the activation is softmax)."""
+        return self.cache[1]
+
+    def backward_linear(self, dz):
+        """Backward from the pre-activation gradient dz = dL/dz (N, Ho, Wo, F)."""
+        x = self.cache[0]
+        k = ops()
+        self.grads["kernel"] = k.conv2d_backward_weights(dz, x, self.kernel_size, self.strides,
+                                                         self.pads)
+        if self.use_bias:
+            self.grads["bias"] = dz.sum(axis=(0, 1, 2))
+        if not self.needs_input_grad:
+            return None
+        return k.conv2d_backward_input(dz, self.params["kernel"], x.shape, self.strides,
+                                       self.pads)
+
+    def get_config(self):
+        return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "activation": self.activation.name, "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self._init_names[0]),
+                "bias_initializer": _init_name(self._init_names[1])}
+
+
+def _init_name(init):
+    return init if isinstance(init, str) else getattr(init, "__name__", "custom")
+
+
+def _default_rng():
+    from minicnn.random import make_rng
+
+    return make_rng()

@@ -1,0 +1,82 @@
+"""Dense: every input unit connected to every output unit, out = activation(x @ w + b)."""
+
+from __future__ import annotations
+
+from minicnn import activations, initializers
+from minicnn.kernels import ops
+from minicnn.layers.base import Layer
+from minicnn.layers.conv2d import _default_rng, _init_name
+
+
+class Dense(Layer):
+    """Fully connected layer, Keras's arguments and weight layout.
+
+    Args:
+        units: number of outputs K.
+        activation, use_bias, kernel_initializer, bias_initializer: as Keras.
+
+    Shapes:
+        x (N, D) -> out (N, K); kernel (D, K); bias (K,). Inputs with more axes are treated as
+        Keras does: the product acts on the last axis.
+
+    z = x @ w + b;  out = activation(z).
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, name=None, dtype=None):
+        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Invalid value for argument units. Expected a strictly positive "
+                             f"int. Received: units={units!r}")
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self._init_names = (kernel_initializer, bias_initializer)
+        self.needs_input_grad = True
+
+    def build(self, input_shape):
+        rng = self._rng or _default_rng()
+        self.params["kernel"] = self.kernel_initializer((input_shape[-1], self.units), rng,
+                                                        self.dtype)
+        if self.use_bias:
+            self.params["bias"] = self.bias_initializer((self.units,), rng, self.dtype)
+        self.zero_grads()
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, training=False):
+        x2 = x.reshape(-1, x.shape[-1])                                  # (N*, D)
+        z = ops().dense_forward(x2, self.params["kernel"], self.params.get("bias"))
+        z = z.reshape(*x.shape[:-1], self.units)                         # (N, ..., K)
+        out = self.activation.forward(z)
+        self.cache = (x, z, out)
+        return out
+
+    def backward(self, dout):
+        """dout (N, K) -> dx (N, D)."""
+        x, z, out = self.cache
+        return self.backward_linear(self.activation.backward(dout, z, out))
+
+    @property
+    def preactivation(self):
+        """z of the last forward pass (the logits, when the activation is softmax)."""
+        return self.cache[1]
+
+    def backward_linear(self, dz):
+        """Backward from the pre-activation gradient dz = dL/dz (N, K)."""
+        x = self.cache[0]
+        dz2 = dz.reshape(-1, self.units)
+        dx, dw, db = ops().dense_backward(dz2, x.reshape(-1, x.shape[-1]), self.params["kernel"])
+        self.grads["kernel"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx.reshape(x.shape) if self.needs_input_grad else None
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, "activation": self.activation.name,
+                "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self._init_names[0]),
+                "bias_initializer": _init_name(self._init_names[1])}

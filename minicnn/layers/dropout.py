@@ -1,0 +1,55 @@
+"""Dropout: while training, zero each unit with probability rate and scale the rest up."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.kernels.dropout_mask import keep_mask
+from minicnn.layers.base import Layer
+from minicnn.random import draw_seed
+
+
+class Dropout(Layer):
+    """Inverted dropout (Srivastava et al., 2014), identity unless training=True.
+
+    Args:
+        rate: probability of dropping a unit, in [0, 1).
+        seed: int for a reproducible mask sequence; None draws one from minicnn's global seed.
+
+    Shapes: x (any) -> out (same shape).
+
+    out = x * keep / (1 - rate), keep ~ Bernoulli(1 - rate). Scaling at training time keeps
+    E[out] = x, so inference needs no change. Masks are a hash of (seed, step, index)
+    (kernels/dropout_mask.py), identical on every backend. ``mask_source`` may be set to a
+    callable shape -> boolean keep-mask to inject masks (the Keras parity suite does).
+    """
+
+    def __init__(self, rate, seed=None, name=None, input_shape=None, dtype=None):
+        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Invalid value for argument rate. Expected a float between 0 "
+                             f"(inclusive) and 1 (exclusive). Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.seed = draw_seed(seed)
+        self.counter = 0          # masks drawn so far; part of the hash key
+        self.mask_source = None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self.cache = None
+            return x
+        if self.mask_source is not None:
+            keep = np.asarray(self.mask_source(x.shape), dtype=bool).reshape(x.shape)
+        else:
+            keep = keep_mask(self.seed, self.counter, x.size, self.rate).reshape(x.shape)
+        self.counter += 1
+        scale = np.asarray(1.0 / (1.0 - self.rate), dtype=x.dtype)
+        mask = keep * scale                                   # (same as x) 0 or 1/(1-rate)
+        self.cache = mask
+        return x * mask
+
+    def backward(self, dout):
+        return dout if self.cache is None else dout * self.cache
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate, "seed": self.seed}

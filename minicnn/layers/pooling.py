@@ -1,0 +1,61 @@
+"""MaxPooling2D: keep the largest value of each window; its gradient goes to that one pixel."""
+
+from __future__ import annotations
+
+from minicnn.kernels import ops
+from minicnn.kernels.geometry import window_2d
+from minicnn.layers.base import Layer, as_pair
+
+
+class MaxPooling2D(Layer):
+    """2-D max pooling, channels-last.
+
+    Args:
+        pool_size: int or (PH, PW).
+        strides: int, (sh, sw) or None (= pool_size, as Keras).
+        padding: 'valid' (floor: 26 -> 13, 5 -> 2) or 'same' (ceil(H / s)).
+
+    Shapes: x (N, H, W, C) -> out (N, Ho, Wo, C).
+
+    out[n,i,j,c] = max_{p,q} x[n, i*sh+p, j*sw+q, c]. Backward routes dout to the first maximum
+    of each window in row-major order (TensorFlow's MaxPoolGrad rule, so ties match Keras).
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
+                 input_shape=None, dtype=None):
+        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        if padding not in ("valid", "same"):
+            raise ValueError(f"Invalid value for argument padding. Expected 'valid' or 'same'. "
+                             f"Received: padding={padding!r}")
+        self.pool_size = as_pair(pool_size, "pool_size")
+        self.strides = as_pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = padding
+        self.needs_input_grad = True
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer {self.name!r} expects inputs of shape (N, H, W, C), "
+                             f"received (None, {', '.join(map(str, input_shape))}).")
+        return window_2d(input_shape[:2], self.pool_size, self.strides, self.padding)
+
+    def build(self, input_shape):
+        _, self.pads = self._geometry(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        (ho, wo), _ = self._geometry(input_shape)
+        return (ho, wo, input_shape[2])
+
+    def forward(self, x, training=False):
+        out, argmax = ops().maxpool2d_forward(x, self.pool_size, self.strides, self.pads)
+        self.cache = (x.shape, argmax)
+        return out
+
+    def backward(self, dout):
+        """dout (N, Ho, Wo, C) -> dx (N, H, W, C), zero except at each window's maximum."""
+        x_shape, argmax = self.cache
+        return ops().maxpool2d_backward(dout, argmax, x_shape, self.pool_size, self.strides,
+                                        self.pads)
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding}
