@@ -8,7 +8,6 @@ finished line is written, so logs stay one line per epoch.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 

@@ -8,6 +8,7 @@ The bytes go to a temporary file in the destination folder, are flushed to disk,
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import tempfile
@@ -116,7 +117,9 @@ def fetch(url: str, dest, *, sha256: str | None = None, check=None, timeout=TIME
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, DownloadError):
             raise
-        if isinstance(e, (OSError, ValueError)):  # URLError, HTTPError, timeouts are OSErrors
+        # URLError, HTTPError and timeouts are OSErrors; a cut-short chunked body or a garbled
+        # status line raise http.client.HTTPException.
+        if isinstance(e, (OSError, ValueError, http.client.HTTPException)):
             raise DownloadError(f"cannot download {url} ({e})") from e
         raise
     _sha256_cache[_key(dest)] = h.hexdigest()

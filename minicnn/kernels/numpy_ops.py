@@ -65,7 +65,8 @@ def conv2d_forward_offsets(x, w, b, strides, pads):
     out = np.zeros((x.shape[0], Ho, Wo, F), dtype=np.result_type(x, w))
     for p in range(KH):
         for q in range(KW):
-            out += xp[:, p : p + (Ho - 1) * sh + 1 : sh, q : q + (Wo - 1) * sw + 1 : sw, :] @ w[p, q]
+            win = xp[:, p : p + (Ho - 1) * sh + 1 : sh, q : q + (Wo - 1) * sw + 1 : sw, :]
+            out += win @ w[p, q]                                  # (N, Ho, Wo, C) @ (C, F)
     if b is not None:
         out += b
     return out

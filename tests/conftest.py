@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+import minicnn
+
+
+@pytest.fixture
+def float64():
+    """Build layers in float64 for the duration of a test (gradient checks need it)."""
+    old = minicnn.floatx()
+    minicnn.set_floatx("float64")
+    yield
+    minicnn.set_floatx(old)
+
+
+@pytest.fixture
+def backend(request):
+    """Run a test under a given kernel backend, restoring the previous one."""
+    old = minicnn.config._BACKEND
+    minicnn.set_backend(request.param)
+    yield request.param
+    minicnn.set_backend(old)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
