@@ -9,9 +9,10 @@ from minicnn.config import floatx, get_backend, set_backend, set_floatx
 from minicnn.layers.base import clear_session
 from minicnn.model import Sequential
 from minicnn.random import set_random_seed
+from minicnn.saving import load_model
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "activations", "clear_session", "floatx", "get_backend",
-           "initializers", "layers", "losses", "optimizers", "set_backend", "set_floatx",
-           "set_random_seed", "utils"]
+           "initializers", "layers", "load_model", "losses", "optimizers", "set_backend",
+           "set_floatx", "set_random_seed", "utils"]

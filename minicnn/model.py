@@ -391,3 +391,22 @@ class Sequential:
         return {"name": self.name, "input_shape": self.input_shape,
                 "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
                            for layer in self._layers]}
+
+    # --- saving (the file format is documented in minicnn/saving.py) --------------------------
+    def save(self, path) -> None:
+        """Write architecture, weights, compile and optimizer state to one .npz file."""
+        from minicnn import saving
+
+        saving.save_model(self, path)
+
+    def save_weights(self, path) -> None:
+        """Write only the weights to an .npz file (read back with load_weights)."""
+        from minicnn import saving
+
+        saving.save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Set the weights from save_weights()/save() output; all checked before any is set."""
+        from minicnn import saving
+
+        saving.load_weights(self, path)
