@@ -8,6 +8,8 @@ MaxPooling2D) with one fused unit that writes the same parameter gradients into 
 
 from __future__ import annotations
 
+import contextlib
+
 
 def plan(layers, backend: str) -> list:
     """Units covering ``layers`` in order; the last layer is always a unit of its own."""
@@ -19,3 +21,16 @@ def plan(layers, backend: str) -> list:
 
             return fuse(layers)
     return list(layers)
+
+
+def compute_scope(backend: str):
+    """The context the model's steps run in. For 'numba': BLAS on one thread, because the
+    kernels already run on Numba's threads and two thread pools fight over the cores."""
+    if backend == "numba":
+        from minicnn.kernels import numba_available
+
+        if numba_available():
+            from minicnn.kernels.numba_config import blas_single_threaded
+
+            return blas_single_threaded()
+    return contextlib.nullcontext()

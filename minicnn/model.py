@@ -10,6 +10,7 @@ One training step, the whole of backprop in four lines (see ``_train_step``):
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 
@@ -33,6 +34,17 @@ def _check_x(x, name="x"):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"Argument {name} contains {bad} NaN or inf value(s).")
     return x
+
+
+def _in_compute_scope(method):
+    """Run method inside the backend's compute scope (fusion.compute_scope)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with fusion.compute_scope(config.get_backend()):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Sequential:
@@ -141,9 +153,14 @@ class Sequential:
         return x
 
     def _fused_loss(self) -> bool:
-        """True when the last layer is softmax and the loss a crossentropy: use its logits."""
+        """True when the last layer is softmax and the loss a crossentropy: use its logits.
+
+        Keras on TensorFlow also attaches logits to a *sigmoid* output, and its crossentropy
+        then applies softmax crossentropy to them (backend/tensorflow/nn.py, _get_logits):
+        matched here on purpose, checked by the parity suite's 'sigmoid output' case.
+        """
         last = self._layers[-1]
-        return (getattr(getattr(last, "activation", None), "name", None) == "softmax"
+        return (getattr(getattr(last, "activation", None), "name", None) in ("softmax", "sigmoid")
                 and hasattr(last, "preactivation"))
 
     def loss_and_gradient(self, y, out):
@@ -161,6 +178,11 @@ class Sequential:
             units = units[:-1]
         for unit in reversed(units):
             dout = unit.backward(dout)
+        # Weight penalties: their gradients join the data gradients here, once, after every
+        # unit (layer-by-layer or fused) has written its layers' grads.
+        for layer in self._layers:
+            if hasattr(layer, "add_penalty_gradients"):
+                layer.add_penalty_gradients()
         return dout
 
     def regularization_loss(self) -> float:
@@ -213,6 +235,7 @@ class Sequential:
         return x, self.loss.check_targets(y, n_out)
 
     # --- the Keras API -----------------------------------------------------------------------
+    @_in_compute_scope
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_data=None,
             validation_split=0.0, shuffle=True, callbacks=None, seed=None):
         """Train for `epochs` passes over (x, y) in mini-batches; returns a History.
@@ -234,6 +257,10 @@ class Sequential:
         if validation_split and validation_data is None:
             # Keras holds out the *last* fraction of the samples, before any shuffling
             cut = int(len(x) * (1 - validation_split))
+            if cut in (0, len(x)):  # Keras's check (trainers/data_adapters/array_slicing.py)
+                raise ValueError(f"Training data contains {len(x)} samples, which is not "
+                                 f"sufficient to split it into a validation and training set "
+                                 f"as specified by validation_split={validation_split}.")
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         if validation_data is not None:
             vx, vy = self._prepare(*validation_data)
@@ -286,6 +313,7 @@ class Sequential:
         self.history = history
         return history
 
+    @_in_compute_scope
     def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
         """Loss (and accuracy) on (x, y) with dropout off: [loss, accuracy], or loss alone."""
         self._require_compiled("evaluate")
@@ -310,6 +338,7 @@ class Sequential:
             return result
         return [result["loss"], result["accuracy"]] if self.metrics else result["loss"]
 
+    @_in_compute_scope
     def predict(self, x, batch_size=32, verbose=0):
         """Output of the last layer (class probabilities for the seed model), dropout off.
 
@@ -330,6 +359,7 @@ class Sequential:
         x, _ = self._prepare(x)
         return self.forward(x, training=training)
 
+    @_in_compute_scope
     def train_on_batch(self, x, y):
         """One optimizer step on one batch; returns [loss, accuracy] before the update."""
         self._require_compiled("train_on_batch")
@@ -337,6 +367,7 @@ class Sequential:
         loss, out = self._train_step(x, y)
         return [loss, self._accuracy_count(y, out) / len(x)] if self.metrics else loss
 
+    @_in_compute_scope
     def test_on_batch(self, x, y):
         """Loss (and accuracy) of one batch, no update."""
         self._require_compiled("test_on_batch")

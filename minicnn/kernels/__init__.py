@@ -15,8 +15,11 @@ import importlib
 
 from minicnn import config
 
-_MODULES = {"naive": "minicnn.kernels.naive", "numpy": "minicnn.kernels.numpy_ops",
-            "numba": "minicnn.kernels.numba_ops"}
+_MODULES = {
+    "naive": "minicnn.kernels.naive",
+    "numpy": "minicnn.kernels.numpy_ops",
+    "numba": "minicnn.kernels.numba_ops",
+}
 
 
 @functools.cache

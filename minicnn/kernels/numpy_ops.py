@@ -26,8 +26,10 @@ def _windows(xp, kh, kw, strides, ho, wo):
 
 def _out_hw(x_shape, k, strides, pads):
     H, W = x_shape[1], x_shape[2]
-    return ((H + pads[0] + pads[1] - k[0]) // strides[0] + 1,
-            (W + pads[2] + pads[3] - k[1]) // strides[1] + 1)
+    return (
+        (H + pads[0] + pads[1] - k[0]) // strides[0] + 1,
+        (W + pads[2] + pads[3] - k[1]) // strides[1] + 1,
+    )
 
 
 def im2col(x, kernel_size, strides, pads):
@@ -37,8 +39,8 @@ def im2col(x, kernel_size, strides, pads):
     """
     KH, KW = kernel_size
     Ho, Wo = _out_hw(x.shape, kernel_size, strides, pads)
-    win = _windows(pad_nhwc(x, pads), KH, KW, strides, Ho, Wo)   # (N, Ho, Wo, C, KH, KW)
-    cols = win.transpose(0, 1, 2, 4, 5, 3)                        # (N, Ho, Wo, KH, KW, C)
+    win = _windows(pad_nhwc(x, pads), KH, KW, strides, Ho, Wo)  # (N, Ho, Wo, C, KH, KW)
+    cols = win.transpose(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, KH, KW, C)
     return cols.reshape(-1, KH * KW * x.shape[3]), (Ho, Wo)
 
 
@@ -46,7 +48,7 @@ def conv2d_forward(x, w, b, strides, pads):
     """im2col + one GEMM.  Shapes: x (N, H, W, C), w (KH, KW, C, F) -> (N, Ho, Wo, F)."""
     KH, KW, C, F = w.shape
     cols, (Ho, Wo) = im2col(x, (KH, KW), strides, pads)
-    out = cols @ w.reshape(-1, F)                                 # (N*Ho*Wo, F)
+    out = cols @ w.reshape(-1, F)  # (N*Ho*Wo, F)
     if b is not None:
         out += b
     return out.reshape(x.shape[0], Ho, Wo, F)
@@ -66,7 +68,7 @@ def conv2d_forward_offsets(x, w, b, strides, pads):
     for p in range(KH):
         for q in range(KW):
             win = xp[:, p : p + (Ho - 1) * sh + 1 : sh, q : q + (Wo - 1) * sw + 1 : sw, :]
-            out += win @ w[p, q]                                  # (N, Ho, Wo, C) @ (C, F)
+            out += win @ w[p, q]  # (N, Ho, Wo, C) @ (C, F)
     if b is not None:
         out += b
     return out
@@ -83,7 +85,7 @@ def conv2d_backward_input(dout, w, x_shape, strides, pads):
     for p in range(KH):
         for q in range(KW):
             dxp[:, p : p + (Ho - 1) * sh + 1 : sh, q : q + (Wo - 1) * sw + 1 : sw, :] += (
-                dout @ w[p, q].T                                  # (N, Ho, Wo, C)
+                dout @ w[p, q].T  # (N, Ho, Wo, C)
             )
     return dxp[:, pt : pt + H, pl : pl + W, :]
 
@@ -105,8 +107,8 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     Ho, Wo = _out_hw(x.shape, pool_size, strides, pads)
     # -inf padding can never win a window that holds at least one real pixel
     win = _windows(pad_nhwc(x, pads, -np.inf), PH, PW, strides, Ho, Wo)
-    flat = win.reshape(*win.shape[:4], PH * PW)                   # (N, Ho, Wo, C, PH*PW)
-    argmax = flat.argmax(axis=-1).astype(np.int32)                # argmax returns the first max
+    flat = win.reshape(*win.shape[:4], PH * PW)  # (N, Ho, Wo, C, PH*PW)
+    argmax = flat.argmax(axis=-1).astype(np.int32)  # argmax returns the first max
     out = np.take_along_axis(flat, argmax[..., None].astype(np.intp), axis=-1)[..., 0]
     return out.astype(x.dtype, copy=False), argmax
 
@@ -120,7 +122,7 @@ def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
     pt, pb, pl, pr = pads
     Hp, Wp = H + pt + pb, W + pl + pr
     p, q = np.divmod(argmax, PW)
-    rows = np.arange(Ho)[None, :, None, None] * sh + p          # (N, Ho, Wo, C) in padded coords
+    rows = np.arange(Ho)[None, :, None, None] * sh + p  # (N, Ho, Wo, C) in padded coords
     cols = np.arange(Wo)[None, None, :, None] * sw + q
     idx = ((np.arange(N)[:, None, None, None] * Hp + rows) * Wp + cols) * C + np.arange(C)
     # bincount adds up repeated indices, which overlapping windows produce

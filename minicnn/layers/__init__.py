@@ -2,10 +2,12 @@
 
 from minicnn.layers.activation import Activation
 from minicnn.layers.base import Layer
+from minicnn.layers.batchnorm import BatchNormalization
 from minicnn.layers.conv2d import Conv2D
 from minicnn.layers.dense import Dense
 from minicnn.layers.dropout import Dropout
 from minicnn.layers.flatten import Flatten
 from minicnn.layers.pooling import MaxPooling2D
 
-__all__ = ["Activation", "Conv2D", "Dense", "Dropout", "Flatten", "Layer", "MaxPooling2D"]
+__all__ = ["Activation", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
+           "Layer", "MaxPooling2D"]

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from minicnn import config
+from minicnn import config, regularizers
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
@@ -58,6 +58,7 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.non_trainable: set[str] = set()   # keys of params the optimizer never touches
         self.grads: dict[str, np.ndarray] = {}
+        self.regularizers: dict = {}  # param key -> weight penalty (minicnn.regularizers)
         self.cache = None
         self.built = False
         self.built_input_shape: tuple[int, ...] | None = None
@@ -144,6 +145,15 @@ class Layer:
 
     def count_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    def penalty(self) -> float:
+        """Sum of this layer's weight penalties (0 without regularizers)."""
+        return regularizers.total_penalty(self) if self.regularizers else 0.0
+
+    def add_penalty_gradients(self) -> None:
+        """grads[k] += d penalty / d params[k]; the model calls it after backward."""
+        if self.regularizers:
+            regularizers.add_penalty_gradients(self)
 
     def zero_grads(self) -> None:
         for k in self.trainable_names:

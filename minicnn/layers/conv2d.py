@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minicnn import activations, initializers
+from minicnn import activations, initializers, regularizers
 from minicnn.kernels import ops
 from minicnn.kernels.geometry import window_2d
 from minicnn.layers.base import Layer, as_pair
@@ -18,6 +18,8 @@ class Conv2D(Layer):
         padding: 'valid' (no padding) or 'same' (output ceil(H / s); odd pad bottom/right).
         activation: None, 'relu', 'sigmoid', 'tanh', 'softmax', 'linear'.
         use_bias, kernel_initializer, bias_initializer: as Keras.
+        kernel_regularizer, bias_regularizer: None, 'l1', 'l2' or a minicnn.regularizers
+            object: its penalty joins the loss (kept in ``layer.regularizers``).
 
     Shapes:
         x (N, H, W, C) -> out (N, Ho, Wo, F); kernel (KH, KW, C, F); bias (F,).
@@ -27,7 +29,8 @@ class Conv2D(Layer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None, dtype=None):
+                 input_shape=None, name=None, dtype=None, kernel_regularizer=None,
+                 bias_regularizer=None):
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"Invalid value for argument filters. Expected a strictly positive "
@@ -44,6 +47,8 @@ class Conv2D(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self._init_names = (kernel_initializer, bias_initializer)
+        self.regularizers.update(kernel=regularizers.get(kernel_regularizer),
+                                 bias=regularizers.get(bias_regularizer))
         self.needs_input_grad = True  # the model turns this off for its first layer
 
     def _geometry(self, input_shape):
@@ -100,7 +105,9 @@ class Conv2D(Layer):
                 "strides": self.strides, "padding": self.padding,
                 "activation": self.activation.name, "use_bias": self.use_bias,
                 "kernel_initializer": _init_name(self._init_names[0]),
-                "bias_initializer": _init_name(self._init_names[1])}
+                "bias_initializer": _init_name(self._init_names[1]),
+                "kernel_regularizer": regularizers.serialize(self.regularizers.get("kernel")),
+                "bias_regularizer": regularizers.serialize(self.regularizers.get("bias"))}
 
 
 def _init_name(init):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minicnn import activations, initializers
+from minicnn import activations, initializers, regularizers
 from minicnn.kernels import ops
 from minicnn.layers.base import Layer
 from minicnn.layers.conv2d import _default_rng, _init_name
@@ -14,6 +14,8 @@ class Dense(Layer):
     Args:
         units: number of outputs K.
         activation, use_bias, kernel_initializer, bias_initializer: as Keras.
+        kernel_regularizer, bias_regularizer: None, 'l1', 'l2' or a minicnn.regularizers
+            object: its penalty joins the loss (kept in ``layer.regularizers``).
 
     Shapes:
         x (N, D) -> out (N, K); kernel (D, K); bias (K,). Inputs with more axes are treated as
@@ -23,7 +25,8 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name=None, dtype=None):
+                 bias_initializer="zeros", input_shape=None, name=None, dtype=None,
+                 kernel_regularizer=None, bias_regularizer=None):
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"Invalid value for argument units. Expected a strictly positive "
@@ -34,6 +37,8 @@ class Dense(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self._init_names = (kernel_initializer, bias_initializer)
+        self.regularizers.update(kernel=regularizers.get(kernel_regularizer),
+                                 bias=regularizers.get(bias_regularizer))
         self.needs_input_grad = True
 
     def build(self, input_shape):
@@ -79,4 +84,6 @@ class Dense(Layer):
         return {"name": self.name, "units": self.units, "activation": self.activation.name,
                 "use_bias": self.use_bias,
                 "kernel_initializer": _init_name(self._init_names[0]),
-                "bias_initializer": _init_name(self._init_names[1])}
+                "bias_initializer": _init_name(self._init_names[1]),
+                "kernel_regularizer": regularizers.serialize(self.regularizers.get("kernel")),
+                "bias_regularizer": regularizers.serialize(self.regularizers.get("bias"))}

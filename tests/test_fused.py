@@ -1,0 +1,224 @@
+"""The fused Numba unit (Conv2D(relu) -> MaxPooling2D -> Dropout/Flatten) against the layers.
+
+The oracle is the same stack run layer by layer on the NumPy backend: forward output, input
+gradient, kernel and bias gradients, and the dropout counters must agree. Both draw their
+dropout masks from the same hash, so dropout can stay on.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minicnn
+from minicnn import models
+from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tests.helpers import assert_close
+from tests.tolerances import KERNEL_F32, KERNEL_F64
+
+numba_fused = pytest.importorskip("minicnn.kernels.numba_fused")
+ConvReluPool, fuse = numba_fused.ConvReluPool, numba_fused.fuse
+
+TOL = {"float32": KERNEL_F32, "float64": KERNEL_F64}
+
+
+def _stack(spec, input_shape, dtype):
+    """Fresh, built layers from spec (a list of (class, kwargs)), the same weights every time."""
+    minicnn.set_random_seed(7)
+    layers = [cls(dtype=dtype, **kw) for cls, kw in spec]
+    shape = input_shape
+    for layer in layers:
+        layer.build_for(shape)
+        shape = layer.compute_output_shape(shape)
+    rng = np.random.default_rng(3)
+    for layer in layers:  # non-zero biases, so relu's threshold and db are really exercised
+        if "bias" in layer.params:
+            layer.params["bias"][...] = rng.standard_normal(layer.params["bias"].shape) * 0.3
+    return layers
+
+
+@st.composite
+def fused_cases(draw):
+    kh, kw = draw(st.sampled_from([(3, 3), (3, 3), (2, 2), (1, 3)]))
+    conv = dict(
+        filters=draw(st.integers(1, 5)),
+        kernel_size=(kh, kw),
+        strides=draw(st.sampled_from([(1, 1), (1, 1), (2, 1)])),
+        padding=draw(st.sampled_from(["valid", "same"])),
+        activation="relu",
+        use_bias=draw(st.booleans()),
+    )
+    spec = [(Conv2D, conv)]
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([(2, 2), (2, 2), (3, 2), (1, 1)]))
+        strides = draw(st.sampled_from([None, (1, 1), (2, 1)]))
+        spec.append((MaxPooling2D, dict(pool_size=size, strides=strides)))
+    for kind in draw(st.lists(st.sampled_from(["dropout", "flatten"]), max_size=3)):
+        if kind == "flatten" and any(cls is Flatten for cls, _ in spec):
+            continue
+        spec.append(
+            (
+                Dropout,
+                dict(rate=draw(st.sampled_from([0.0, 0.3, 0.5])), seed=draw(st.integers(0, 99))),
+            )
+            if kind == "dropout"
+            else (Flatten, {})
+        )
+    h, w = draw(st.integers(7, 11)), draw(st.integers(7, 11))
+    return dict(
+        spec=spec,
+        input_shape=(h, w, draw(st.integers(1, 3))),
+        n=draw(st.integers(1, 5)),
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+        training=draw(st.booleans()),
+        needs_input_grad=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31)),
+    )
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(fused_cases())
+def test_fused_unit_matches_the_layers(case):
+    spec, dtype = case["spec"], case["dtype"]
+    ref_layers = _stack(spec, case["input_shape"], dtype)
+    layers = _stack(spec, case["input_shape"], dtype)
+    for stack in (ref_layers, layers):
+        stack[0].needs_input_grad = case["needs_input_grad"]
+    units = fuse(layers + [Dense(3)])  # a last layer, which is never fused
+    assert isinstance(units[0], ConvReluPool) and units[0].layers == layers
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], *case["input_shape"])).astype(dtype)
+    ref_out = x
+    for layer in ref_layers:
+        ref_out = _forward(layer, ref_out, case["training"])
+    dout = rng.standard_normal(ref_out.shape).astype(dtype)
+    ref_dx = dout
+    for layer in reversed(ref_layers):
+        ref_dx = _backward(layer, ref_dx)
+
+    out = units[0].forward(x, training=case["training"])
+    dx = units[0].backward(dout)
+    tol = TOL[dtype]
+    assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
+    assert_close("output", out, ref_out, tol)
+    assert_close("kernel gradient", layers[0].grads["kernel"], ref_layers[0].grads["kernel"], tol)
+    if layers[0].use_bias:
+        assert_close("bias gradient", layers[0].grads["bias"], ref_layers[0].grads["bias"], tol)
+    if case["needs_input_grad"]:
+        assert_close("input gradient", dx, ref_dx, tol)
+    else:
+        assert dx is None
+    for a, b in zip(layers, ref_layers):
+        if isinstance(a, Dropout):
+            assert a.counter == b.counter
+
+
+def _forward(layer, x, training):
+    return _with_numpy(lambda: layer.forward(x, training=training))
+
+
+def _backward(layer, dout):
+    return _with_numpy(lambda: layer.backward(dout))
+
+
+def _with_numpy(fn):
+    old = minicnn.config._BACKEND
+    minicnn.set_backend("numpy")
+    try:
+        return fn()
+    finally:
+        minicnn.set_backend(old)
+
+
+def test_injected_masks_fall_back_to_the_layers():
+    spec = [
+        (Conv2D, dict(filters=4, kernel_size=3, activation="relu")),
+        (MaxPooling2D, {}),
+        (Dropout, dict(rate=0.5, seed=1)),
+        (Flatten, {}),
+    ]
+    ref, layers = _stack(spec, (8, 8, 2), "float64"), _stack(spec, (8, 8, 2), "float64")
+    keep = np.random.default_rng(0).random((3, 3, 3, 4)) > 0.5
+    ref[2].mask_source = layers[2].mask_source = lambda shape: keep
+    unit = fuse(layers + [Dense(2)])[0]
+    x = np.random.default_rng(1).standard_normal((3, 8, 8, 2))
+    out = unit.forward(x, training=True)
+    expected = x
+    for layer in ref:
+        expected = _forward(layer, expected, True)
+    assert_close("output with injected masks", out, expected, KERNEL_F64)
+    dout = np.ones_like(out)
+    unit.backward(dout)
+    for layer in reversed(ref):
+        dout = _backward(layer, dout)
+    assert_close("kernel gradient", layers[0].grads["kernel"], ref[0].grads["kernel"], KERNEL_F64)
+
+
+def test_buffers_follow_the_batch_size():
+    spec = [(Conv2D, dict(filters=3, kernel_size=3, activation="relu")), (MaxPooling2D, {})]
+    layers = _stack(spec, (6, 6, 1), "float64")
+    unit = fuse(layers + [Dense(2)])[0]
+    rng = np.random.default_rng(0)
+    for n in (5, 2, 5, 7):
+        x = rng.standard_normal((n, 6, 6, 1))
+        expected = x
+        for layer in _stack(spec, (6, 6, 1), "float64"):
+            expected = _forward(layer, expected, False)
+        assert_close(f"output at batch {n}", unit.forward(x), expected, KERNEL_F64)
+
+
+def _kinds(units):
+    return [
+        type(u).__name__
+        if not isinstance(u, ConvReluPool)
+        else "Fused(" + ",".join(type(layer).__name__ for layer in u.layers) + ")"
+        for u in units
+    ]
+
+
+def test_fuse_groups_the_seed_and_deep_models():
+    assert _kinds(fuse(models.seed_model().layers)) == [
+        "Fused(Conv2D,MaxPooling2D,Dropout,Flatten,Dropout)",
+        "Dense",
+    ]
+    assert _kinds(fuse(models.deep_model().layers)) == [
+        "Fused(Conv2D)",
+        "Fused(Conv2D,MaxPooling2D,Dropout,Flatten)",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
+
+
+def test_fuse_leaves_what_it_cannot_prove_equal():
+    def kinds(*layers):
+        model = minicnn.Sequential(list(layers))
+        model.build((8, 8, 1))
+        return _kinds(fuse(model.layers))
+
+    # no relu, a 'same' pool, an Activation layer: nothing to fuse with the conv's output
+    assert kinds(Conv2D(2, 3), MaxPooling2D(), Flatten(), Dense(2)) == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+    ]
+    assert kinds(
+        Conv2D(2, 3, activation="relu"), MaxPooling2D(padding="same"), Flatten(), Dense(2)
+    ) == ["Fused(Conv2D)", "MaxPooling2D", "Flatten", "Dense"]
+    assert kinds(Conv2D(2, 3, activation="tanh"), Activation("relu"), Flatten(), Dense(2)) == [
+        "Conv2D",
+        "Activation",
+        "Flatten",
+        "Dense",
+    ]
+    # the last layer stays a unit of its own, whatever it is
+    assert kinds(Conv2D(2, 3, activation="relu"), MaxPooling2D()) == [
+        "Fused(Conv2D)",
+        "MaxPooling2D",
+    ]
+    assert kinds(Conv2D(2, 3, activation="relu"), MaxPooling2D(), Flatten()) == [
+        "Fused(Conv2D,MaxPooling2D)",
+        "Flatten",
+    ]
+    assert kinds(Conv2D(2, 3, activation="relu")) == ["Conv2D"]

@@ -1,0 +1,222 @@
+"""The Numba kernels against the naive loops; the Numba dropout hash against NumPy's, bit for bit.
+
+Shapes are drawn small (the naive loops run at Python speed); Hypothesis is derandomised and has
+no deadline because the first example of each dtype carries the JIT compile (or the cache load).
+"""
+
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minicnn.kernels import naive, numpy_ops
+from minicnn.kernels.dropout_mask import keep_mask, keep_threshold, mask_key
+from minicnn.kernels.geometry import window_2d
+from tests.helpers import assert_close
+from tests.tolerances import KERNEL_F32, KERNEL_F64
+
+numba_ops = pytest.importorskip("minicnn.kernels.numba_ops")
+from minicnn.kernels import numba_dropout  # noqa: E402  (needs Numba, checked above)
+
+TOL = {np.float32: KERNEL_F32, np.float64: KERNEL_F64}
+SETTINGS = dict(max_examples=40, deadline=None, derandomize=True)
+API = (
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weights",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "dense_forward",
+    "dense_backward",
+)
+
+
+def test_every_backend_exports_the_same_kernels():
+    assert sorted(numba_ops.__all__) == sorted(API)
+    for name in API:
+        params = [
+            list(inspect.signature(getattr(m, name)).parameters)
+            for m in (naive, numpy_ops, numba_ops)
+        ]
+        assert params[0] == params[1] == params[2], f"{name}: {params}"
+
+
+def test_importing_the_backend_compiles_nothing():
+    # numba_available() imports numba_ops to decide what 'auto' means: that must stay cheap
+    code = (
+        "import minicnn.kernels.numba_ops, minicnn.kernels.numba_fused\n"
+        "from minicnn.kernels import numba_conv, numba_pool, numba_dropout\n"
+        "ks = [numba_conv.conv_forward, numba_conv.conv_backward, numba_pool.maxpool_forward,"
+        " numba_pool.maxpool_backward, numba_dropout._keep_masks]\n"
+        "assert all(not k.signatures for k in ks), [k.signatures for k in ks]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@st.composite
+def conv_cases(draw, max_hw=9):
+    """A valid conv/pool geometry; 3x3 stride 1 is drawn often (it has its own fast code)."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    kh, kw = draw(st.sampled_from([(3, 3), (3, 3), (1, 1), (2, 3), (4, 2), (3, 1)]))
+    h = draw(st.integers(kh if padding == "valid" else 1, max_hw))
+    w = draw(st.integers(kw if padding == "valid" else 1, max_hw))
+    strides = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 2), (3, 1)]))
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    (ho, wo), pads = window_2d((h, w), (kh, kw), strides, padding)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return dict(
+        x=rng.standard_normal((n, h, w, c)).astype(dtype),
+        w=rng.standard_normal((kh, kw, c, f)).astype(dtype),
+        b=rng.standard_normal(f).astype(dtype),
+        dout=rng.standard_normal((n, ho, wo, f)).astype(dtype),
+        dpool=rng.standard_normal((n, ho, wo, c)).astype(dtype),
+        strides=strides,
+        pads=pads,
+        dtype=dtype,
+        k=(kh, kw),
+    )
+
+
+@settings(**SETTINGS)
+@given(conv_cases())
+def test_conv_numba_matches_naive(case):
+    x, w, b, s, p, tol = (
+        case["x"],
+        case["w"],
+        case["b"],
+        case["strides"],
+        case["pads"],
+        TOL[case["dtype"]],
+    )
+    out = numba_ops.conv2d_forward(x, w, b, s, p)
+    assert out.dtype == case["dtype"]
+    assert_close("conv forward", out, naive.conv2d_forward(x, w, b, s, p), tol)
+    assert_close(
+        "conv forward, no bias",
+        numba_ops.conv2d_forward(x, w, None, s, p),
+        naive.conv2d_forward(x, w, None, s, p),
+        tol,
+    )
+    dout = case["dout"]
+    assert_close(
+        "conv dx",
+        numba_ops.conv2d_backward_input(dout, w, x.shape, s, p),
+        naive.conv2d_backward_input(dout, w, x.shape, s, p),
+        tol,
+    )
+    assert_close(
+        "conv dw",
+        numba_ops.conv2d_backward_weights(dout, x, case["k"], s, p),
+        naive.conv2d_backward_weights(dout, x, case["k"], s, p),
+        tol,
+    )
+
+
+@settings(**SETTINGS)
+@given(conv_cases())
+def test_maxpool_numba_matches_naive(case):
+    x, s, p, k = case["x"], case["strides"], case["pads"], case["k"]
+    out, arg = numba_ops.maxpool2d_forward(x, k, s, p)
+    ref_out, ref_arg = naive.maxpool2d_forward(x, k, s, p)
+    np.testing.assert_array_equal(out, ref_out)  # a max is exact: no rounding anywhere
+    np.testing.assert_array_equal(arg, ref_arg)
+    dout = case["dpool"]
+    assert_close(
+        "pool dx",
+        numba_ops.maxpool2d_backward(dout, arg, x.shape, k, s, p),
+        naive.maxpool2d_backward(dout, ref_arg, x.shape, k, s, p),
+        TOL[case["dtype"]],
+    )
+
+
+def test_maxpool_ties_go_to_the_first_maximum():
+    x = np.zeros((1, 4, 4, 2))
+    x[0, 1, 1, 0] = x[0, 1, 0, 0] = 5.0  # window (0, 0): two maxima, index 2 comes first
+    out, arg = numba_ops.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    assert out[0, 0, 0, 0] == 5.0 and arg[0, 0, 0, 0] == 2
+    assert (arg[0, :, :, 1] == 0).all()  # all-equal windows: the first pixel
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_numba_matches_naive(rng, dtype):
+    x, w, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((5, 7), (7, 3), (3,), (5, 3)))
+    assert_close(
+        "dense out", numba_ops.dense_forward(x, w, b), naive.dense_forward(x, w, b), TOL[dtype]
+    )
+    for name, a, e in zip(
+        ("dx", "dw", "db"), numba_ops.dense_backward(dout, x, w), naive.dense_backward(dout, x, w)
+    ):
+        assert_close(f"dense {name}", a, e, TOL[dtype])
+
+
+def test_conv_on_the_seed_shapes_matches_numpy(rng):
+    # the real sizes (and a batch the threads split unevenly): numpy_ops is the oracle here,
+    # the naive loops being too slow for 26x26x32 outputs
+    x = rng.standard_normal((7, 28, 28, 1)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 32)).astype(np.float32) * 0.3
+    b = rng.standard_normal(32).astype(np.float32)
+    dout = rng.standard_normal((7, 26, 26, 32)).astype(np.float32)
+    p, s = (0, 0, 0, 0), (1, 1)
+    assert_close(
+        "conv forward",
+        numba_ops.conv2d_forward(x, w, b, s, p),
+        numpy_ops.conv2d_forward(x, w, b, s, p),
+        KERNEL_F32,
+    )
+    assert_close(
+        "conv dw",
+        numba_ops.conv2d_backward_weights(dout, x, (3, 3), s, p),
+        numpy_ops.conv2d_backward_weights(dout, x, (3, 3), s, p),
+        KERNEL_F32,
+    )
+    assert_close(
+        "conv dx",
+        numba_ops.conv2d_backward_input(dout, w, x.shape, s, p),
+        numpy_ops.conv2d_backward_input(dout, w, x.shape, s, p),
+        KERNEL_F32,
+    )
+
+
+def test_bad_input_is_rejected_before_any_work():
+    with pytest.raises(ValueError, match="argument x"):
+        numba_ops.conv2d_forward(
+            np.zeros((2, 3, 3)), np.zeros((1, 1, 1, 1)), None, (1, 1), (0, 0, 0, 0)
+        )
+
+
+@settings(**SETTINGS)
+@given(
+    seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=3),
+    counter=st.integers(0, 10**6),
+    rates=st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 0.999]), min_size=3, max_size=3),
+    size=st.sampled_from([0, 1, 7, 64, 1000, 5409]),
+)
+def test_dropout_hash_is_bit_identical_to_numpy(seeds, counter, rates, size):
+    keys = [mask_key(s, counter + i) for i, s in enumerate(seeds)]
+    thresholds = [keep_threshold(r) for r in rates[: len(seeds)]]
+    got = numba_dropout.keep_mask_into(np.empty(size, np.uint8), keys, thresholds)
+    expected = np.ones(size, bool)
+    for i, (s, r) in enumerate(zip(seeds, rates)):
+        expected &= keep_mask(s, counter + i, size, r)
+    np.testing.assert_array_equal(got.astype(bool), expected)
+
+
+def test_the_fused_kernels_copy_of_the_hash_is_bit_identical_too():
+    from minicnn.kernels import numba_conv
+
+    key, threshold = mask_key(12345, 6), keep_threshold(0.4)
+    got = [bool(numba_conv._keeps(np.uint64(key), np.uint64(threshold), i)) for i in range(500)]
+    np.testing.assert_array_equal(got, keep_mask(12345, 6, 500, 0.4))
+
+
+def test_dropout_hash_keeps_the_right_fraction():
+    keep = numba_dropout.keep_mask_into(
+        np.empty(200_000, np.uint8), [mask_key(0, 0)], [keep_threshold(0.25)]
+    )
+    # binomial standard deviation at n = 2e5, p = 0.75: ~0.001; 0.005 is five of them
+    assert abs(keep.mean() - 0.75) < 0.005
