@@ -1,6 +1,6 @@
 """Training speed, minicnn against Keras, on the same data and machine, in one run.
 
-    python -m benchmarks.train_epoch [--json PATH] [--epochs N] [--quick]
+    python -m benchmarks.train_epoch [--json PATH] [--epochs N] [--rounds N] [--quick]
 
 For the seed model and the deep model it trains minicnn (Numba backend) and Keras for a few
 epochs on the same arrays (batch 128, Adam, shuffled), each framework in a fresh process held to
@@ -347,7 +347,20 @@ def _timed_train(args, env):
     return time.perf_counter() - t0, proc.stdout
 
 
-def run_benchmark(epochs, deep_epochs, n_train, threads, tf_configs, models_, work):
+def _merge_rounds(runs):
+    """One result from several rounds of the same configuration: medians of the rounds."""
+    out = dict(runs[-1])
+    for key in ("epoch_median_s", "first_epoch_s", "steps_per_s", "predict_images_per_s"):
+        out[key] = statistics.median(r[key] for r in runs)
+    out["rounds"] = [{k: r[k] for k in ("epoch_s", "predict_s", "loadavg_1min")} for r in runs]
+    out["loadavg_1min"] = (runs[0]["loadavg_1min"][0], runs[-1]["loadavg_1min"][1])
+    return out
+
+
+def run_benchmark(epochs, deep_epochs, n_train, threads, tf_configs, models_, work, rounds):
+    """Train each model with each framework; the seed model's runs alternate over `rounds`
+    rounds (minicnn, Keras, minicnn, Keras, ...) so that a change in the machine's speed during
+    the run reaches both sides alike."""
     xtr, ytr, xte, _, source = make_data(n_train, PREDICT_N)
     x, y = _as_float(xtr, ytr)
     xt, _ = _as_float(xte, np.zeros(len(xte), int))
@@ -356,16 +369,19 @@ def run_benchmark(epochs, deep_epochs, n_train, threads, tf_configs, models_, wo
     results = {}
     for model in models_:
         e = epochs if model == "seed" else deep_epochs
-        res = {"minicnn": _worker("minicnn", model, work, e, threads)}
-        for cfg in tf_configs:
-            env = {} if TF_CONFIGS[cfg] is None else {"TF_ENABLE_ONEDNN_OPTS": TF_CONFIGS[cfg]}
-            res[f"keras-{cfg}"] = _worker("keras", model, work, e, threads, env)
-        results[model] = res
+        runs = {"minicnn": []} | {f"keras-{cfg}": [] for cfg in tf_configs}
+        for _ in range(rounds if model == "seed" else 1):
+            runs["minicnn"].append(_worker("minicnn", model, work, e, threads))
+            for cfg in tf_configs:
+                env = {} if TF_CONFIGS[cfg] is None else {"TF_ENABLE_ONEDNN_OPTS": TF_CONFIGS[cfg]}
+                runs[f"keras-{cfg}"].append(_worker("keras", model, work, e, threads, env))
+        results[model] = {name: _merge_rounds(r) for name, r in runs.items()}
     return {
         "data": source,
         "n_train": n_train,
         "batch": SEED_BATCH,
         "threads": threads,
+        "seed_rounds": rounds,
         "results": results,
     }
 
@@ -374,8 +390,9 @@ def report_lines(doc) -> list[str]:
     lines = [
         f"data: {doc['data']}, {doc['n_train']} images/epoch, batch {doc['batch']}, "
         f"{doc['threads']} threads each (Numba / TF intra-op and inter-op; minicnn's BLAS "
-        f"runs on 1 thread inside fit). Epoch: median after the first. Load: the machine's "
-        f"1-minute load average before and after (other work shows there)."
+        f"runs on 1 thread inside fit). Epoch: median after the first (seed model: median of "
+        f"{doc['seed_rounds']} alternating rounds). Load: the machine's 1-minute load average "
+        f"before and after (other work shows there)."
     ]
     for model, res in doc["results"].items():
         lines.append("")
@@ -436,6 +453,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write every number (and the machine) to this file")
     ap.add_argument("--epochs", type=int, default=3, help="seed-model epochs (default: 3)")
     ap.add_argument("--deep-epochs", type=int, default=2, help="deep-model epochs (default: 2)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating rounds of the seed-model runs (default: 2)",
+    )
     ap.add_argument("--samples", type=int, default=20_000, help="images per epoch")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument(
@@ -454,7 +477,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    for arg in ("epochs", "deep_epochs", "samples", "threads"):
+    for arg in ("epochs", "deep_epochs", "samples", "threads", "rounds"):
         if getattr(args, arg) <= 0:
             ap.error(f"--{arg.replace('_', '-')} must be positive, received {getattr(args, arg)}")
     if args.worker:
@@ -466,7 +489,8 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown --tf configuration(s) {bad}; expected some of {sorted(TF_CONFIGS)}")
     if args.quick:
-        args.samples, args.epochs, args.deep_epochs, tf_configs = 5000, 2, 2, ["default"]
+        args.samples, args.epochs, args.deep_epochs, args.rounds = 5000, 2, 2, 1
+        tf_configs = ["default"]
     with tempfile.TemporaryDirectory(prefix="minicnn-bench-") as work:
         doc = run_benchmark(
             args.epochs,
@@ -476,6 +500,7 @@ def main(argv=None) -> int:
             tf_configs,
             args.models.split(","),
             work,
+            args.rounds,
         )
         if not (args.quick or args.no_startup):
             doc["startup"] = startup_and_memory(work, args.threads)

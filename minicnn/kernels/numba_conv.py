@@ -10,7 +10,8 @@ split in two levels:
   plain loop. With a 2x2 max-pool (stride 2) behind a 3x3 conv, the four conv outputs of each
   pool window are computed together and pooled in registers, and the backward pass visits each
   window once, sending its gradient to the winner: neither the conv output nor its gradient ever
-  exists at full size.
+  exists at full size. The fused forward also applies the dropouts behind the pool, hashing
+  their masks in place (dropout_mask.py's SplitMix64), so they cost no pass over memory.
 * two batched kernels (parallel): conv_forward and conv_backward. They split the batch into one
   chunk of samples per thread; a chunk writes only its own samples' outputs, and weight
   gradients go to the chunk's own buffer, summed in a fixed order at the end, so results do not

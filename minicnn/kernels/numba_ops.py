@@ -9,6 +9,7 @@ The dense layer's products are GEMMs, which BLAS does best: they stay NumPy matm
 thread inside the model's compute scope (numba_config.blas_single_threaded). Two BLAS threads
 beside Numba's made a seed-model step 3-5x slower (measured: 4.5 vs 25 ms); one BLAS call per
 Numba thread stalled in multiples of 4 ms.
+
 Layers call these one op at a time; the fused conv + relu + max-pool path the model trains with
 is numba_fused.py.
 """
