@@ -20,7 +20,7 @@ from minicnn import config, fusion, losses, optimizers
 from minicnn.callbacks import CallbackList, History
 from minicnn.layers.base import Layer, unique_name
 from minicnn.progbar import Progbar
-from minicnn.random import make_rng
+from minicnn.random import draw_seed
 from minicnn.summary import summary_lines
 
 
@@ -237,10 +237,13 @@ class Sequential:
     # --- the Keras API -----------------------------------------------------------------------
     @_in_compute_scope
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_data=None,
-            validation_split=0.0, shuffle=True, callbacks=None, seed=None):
+            validation_split=0.0, shuffle=True, callbacks=None, seed=None, initial_epoch=0):
         """Train for `epochs` passes over (x, y) in mini-batches; returns a History.
 
         Shapes: x (N, *input_shape); y (N, K) one-hot, or (N,) for the sparse loss.
+        As in Keras, training runs epochs initial_epoch .. epochs - 1. Epoch e is shuffled by
+        a generator seeded with (seed, e), so a run resumed with the same seed and
+        initial_epoch=e sees exactly the batches the uninterrupted run would have.
         The epoch's loss and accuracy are running means over its batches, each weighted by its
         size and taken before that batch's update (what Keras logs). Validation runs at the end
         of each epoch with dropout off.
@@ -250,6 +253,9 @@ class Sequential:
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"Invalid value for argument {arg}. Expected a positive int. "
                                  f"Received: {arg}={value!r}")
+        if not isinstance(initial_epoch, (int, np.integer)) or not 0 <= initial_epoch < epochs:
+            raise ValueError(f"Invalid value for argument initial_epoch. Expected an int in "
+                             f"[0, epochs). Received: initial_epoch={initial_epoch!r}")
         if not 0 <= validation_split < 1:
             raise ValueError(f"Invalid value for argument validation_split. Expected a float "
                              f"in [0, 1). Received: validation_split={validation_split!r}")
@@ -266,18 +272,19 @@ class Sequential:
             vx, vy = self._prepare(*validation_data)
         n = len(x)
         steps = -(-n // batch_size)
-        rng = make_rng(seed)
+        base_seed = draw_seed(seed)
         history = History()
         cbs = CallbackList([history, *(callbacks or [])], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
         self.epoch_times: list[float] = []
         cbs.on_train_begin()
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             bar = Progbar(steps, verbose=verbose)
+            rng = np.random.default_rng([base_seed, epoch])
             order = rng.permutation(n) if shuffle else np.arange(n)
             loss_sum, correct, seen = 0.0, 0, 0
             t0 = time.perf_counter()
