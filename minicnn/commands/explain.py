@@ -20,6 +20,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from minicnn import config, datasets, models
+from minicnn.commands.argtypes import positive_int as _positive_int
+from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import freeze_dropout, rel_error
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from minicnn.layers.base import clear_session
@@ -29,26 +31,6 @@ from minicnn.utils import to_categorical
 HELP = "Walk 4 digits through the seed model: shapes forward, gradient shapes and norms back."
 
 H = 1e-6  # float64 central differences (see minicnn/gradcheck.py)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

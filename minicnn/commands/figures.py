@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 from minicnn import datasets, models, optimizers, viz
+from minicnn.commands.argtypes import positive_int as _positive_int
+from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers import Conv2D
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
@@ -21,26 +23,6 @@ from minicnn.utils import to_categorical
 HELP = "Draw the seed tutorial's seven figures (filters, activations, confidences, curves)."
 
 INPUT_SHAPE, NUM_CLASSES = (28, 28, 1), 10
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from minicnn import config, kernels, models
+from minicnn.commands.argtypes import positive_int as _positive_int
+from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import rel_error
 from minicnn.layers import Dropout, MaxPooling2D
 from minicnn.layers.base import clear_session
@@ -39,26 +41,6 @@ HELP = "Check every gradient of the seed/deep model against central differences.
 # still fails a wrong gradient (a mis-scaled or misrouted one gives errors of 0.1-1).
 STEP = {"float64": 1e-6, "float32": 1e-2}
 THRESHOLD = {"float64": 1e-7, "float32": 5e-2}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _image_size(text: str) -> int:

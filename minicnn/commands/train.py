@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from minicnn import config, datasets, kernels, models, optimizers
+from minicnn.commands.argtypes import positive_int as _positive_int
+from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 from minicnn.saving import atomic_write
@@ -29,26 +31,6 @@ HELP = "Train the seed tutorial's CNN on MNIST or Fashion-MNIST and print the te
 
 IMG_ROWS, IMG_COLS, NUM_CLASSES = 28, 28, 10
 BACKEND_CHOICES = (*config.BACKENDS, "auto")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

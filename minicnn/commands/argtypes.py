@@ -1,0 +1,24 @@
+"""argparse types shared by the subcommands: bad values become argparse errors, not tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def int_at_least(minimum: int, what: str):
+    """An argparse type accepting integers >= minimum; `what` names the expectation."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer")
+seed = int_at_least(0, "a non-negative integer")
