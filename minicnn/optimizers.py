@@ -3,11 +3,36 @@
 An optimizer updates a list of parameter arrays in place from a parallel list of gradients.
 Its slot arrays (m, v, momentum) are created on the first step, one per parameter, in order.
 Scalars are cast to the parameter dtype before use, as Keras casts them to the variable's.
+
+The array expressions below are the rules to read. On the 'numba' backend the same rules run as
+one compiled pass per parameter (kernels/numba_optimizers.py), bit-identical to these.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from minicnn import config
+
+
+def _compiled(name: str):
+    """Kernel `name` of kernels/numba_optimizers.py when the 'numba' backend is in force."""
+    if config.get_backend() != "numba":
+        return None
+    from minicnn.kernels import numba_available
+
+    if not numba_available():
+        return None
+    from minicnn.kernels import numba_optimizers
+
+    return getattr(numba_optimizers, name)
+
+
+def _flat(*arrays):
+    """Flat views of arrays that may be updated in place (None if one cannot be viewed flat)."""
+    if not all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays):
+        return None
+    return [a.reshape(-1) for a in arrays]
 
 
 class Optimizer:
@@ -96,6 +121,10 @@ class Adam(Optimizer):
         alpha = dt(self.learning_rate) * np.sqrt(dt(1) - dt(self.beta_2) ** t) / (
             dt(1) - dt(self.beta_1) ** t)
         m, v = self.slots["momentums"][i], self.slots["velocities"][i]
+        kernel, flat = _compiled("adam_update"), _flat(w, g, m, v)
+        if kernel is not None and flat is not None:
+            kernel(*flat, alpha, dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon))
+            return
         m += (g - m) * dt(1 - self.beta_1)
         v += (g * g - v) * dt(1 - self.beta_2)
         w -= (m * alpha) / (np.sqrt(v) + dt(self.epsilon))
@@ -129,6 +158,10 @@ class SGD(Optimizer):
             return
         mu = dt(self.momentum)
         m = self.slots["momentums"][i]
+        kernel, flat = _compiled("sgd_momentum_update"), _flat(w, g, m)
+        if kernel is not None and flat is not None:
+            kernel(*flat, lr, mu, self.nesterov)
+            return
         m[...] = m * mu - g * lr
         if self.nesterov:
             w += m * mu - g * lr

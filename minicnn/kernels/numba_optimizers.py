@@ -1,0 +1,50 @@
+"""The optimizers' update rules in Numba: one pass over each parameter instead of NumPy's six.
+
+Each kernel does, element by element, exactly the IEEE operations optimizers.py does with whole
+arrays, in the same order and the same dtype, so the two are bit-identical (tested): the
+formulas and their Keras sources are documented there. That is why these kernels are compiled
+without fastmath: contracting a*b + c into one fused multiply-add would round once instead of
+twice, and Adam's steps would drift from the NumPy path and from Keras.
+
+NumPy's version walks each array six times and allocates four temporaries the size of the
+parameter. Measured (Optimizer.apply on the models' parameter shapes, mean of 200 steps, 2-core
+Zen 4): the seed model's 54,410 parameters 0.70-0.85 ms (NumPy) vs 0.06 ms (this); the deep
+model's 1.2 M 6.5-7.9 ms vs 0.76 ms.
+
+All arrays are flat, C-contiguous views of one parameter and its slots: w, g, m, v (P,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Not numba_config.JIT: that one allows contraction (see the module docstring). error_model
+# 'numpy': x / 0 gives inf or nan as in NumPy instead of raising ZeroDivisionError; the check
+# Python's model needs before each division kept the loop from vectorising (measured 5x slower
+# on 1.2 M parameters: 4.0 vs 0.78 ms).
+EXACT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**EXACT)
+def adam_update(w, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """Keras's Adam step in place: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+    w -= (m * alpha) / (sqrt(v) + epsilon). Scalars in the arrays' dtype."""
+    for i in range(w.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_beta_1
+        vi = v[i] + (gi * gi - v[i]) * one_minus_beta_2
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] - (mi * alpha) / (np.sqrt(vi) + epsilon)
+
+
+@njit(**EXACT)
+def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
+    """Keras's SGD with momentum in place: m = momentum*m - lr*g; then w += m, or with
+    nesterov w += momentum*m - lr*g (the new m). Scalars in the arrays' dtype."""
+    for i in range(w.size):
+        step = g[i] * lr
+        mi = m[i] * momentum - step
+        m[i] = mi
+        w[i] = w[i] + (mi * momentum - step if nesterov else mi)
