@@ -122,6 +122,51 @@ def _conv_sample(xp, w, b, sh, sw, out, acc):
 # The nine taps are laid out as the 3x3 window they are: not for the formatter.
 # fmt: off
 @njit(**JIT)
+def _conv3x3_pool2x2_c1(xp, w, b, out, code):
+    """_conv3x3_pool2x2 for one input channel (the first layer of the seed and deep models).
+
+    With C = 1 there is no sum over channels, so each of the four conv outputs of a window is
+    one expression in the filter index f, held in a register: nothing is stored until the
+    maximum. Measured 1.5-1.7x faster than the accumulator version (0.74 vs 1.1-1.3 ms for 128
+    samples on one thread), same bits (the same sums in the same order).
+    """
+    Hq, Wq, F = out.shape
+    zero = out.dtype.type(0)
+    for iq in range(Hq):
+        i = 2 * iq
+        for jq in range(Wq):
+            j = 2 * jq
+            x00, x01, x02, x03 = xp[i, j, 0], xp[i, j + 1, 0], xp[i, j + 2, 0], xp[i, j + 3, 0]
+            x10, x11 = xp[i + 1, j, 0], xp[i + 1, j + 1, 0]
+            x12, x13 = xp[i + 1, j + 2, 0], xp[i + 1, j + 3, 0]
+            x20, x21 = xp[i + 2, j, 0], xp[i + 2, j + 1, 0]
+            x22, x23 = xp[i + 2, j + 2, 0], xp[i + 2, j + 3, 0]
+            x30, x31 = xp[i + 3, j, 0], xp[i + 3, j + 1, 0]
+            x32, x33 = xp[i + 3, j + 2, 0], xp[i + 3, j + 3, 0]
+            for f in range(F):  # F innermost: contiguous, vectorised
+                w00, w01, w02 = w[0, 0, 0, f], w[0, 1, 0, f], w[0, 2, 0, f]
+                w10, w11, w12 = w[1, 0, 0, f], w[1, 1, 0, f], w[1, 2, 0, f]
+                w20, w21, w22 = w[2, 0, 0, f], w[2, 1, 0, f], w[2, 2, 0, f]
+                a0 = b[f] + (x00 * w00 + x01 * w01 + x02 * w02 + x10 * w10 + x11 * w11
+                             + x12 * w12 + x20 * w20 + x21 * w21 + x22 * w22)
+                a1 = b[f] + (x01 * w00 + x02 * w01 + x03 * w02 + x11 * w10 + x12 * w11
+                             + x13 * w12 + x21 * w20 + x22 * w21 + x23 * w22)
+                a2 = b[f] + (x10 * w00 + x11 * w01 + x12 * w02 + x20 * w10 + x21 * w11
+                             + x22 * w12 + x30 * w20 + x31 * w21 + x32 * w22)
+                a3 = b[f] + (x11 * w00 + x12 * w01 + x13 * w02 + x21 * w10 + x22 * w11
+                             + x23 * w12 + x31 * w20 + x32 * w21 + x33 * w22)
+                v, k = a0, np.int8(0)  # strict '>': the first maximum in row-major order stays
+                k = np.int8(1) if a1 > v else k
+                v = a1 if a1 > v else v
+                k = np.int8(2) if a2 > v else k
+                v = a2 if a2 > v else v
+                k = np.int8(3) if a3 > v else k
+                v = a3 if a3 > v else v
+                out[iq, jq, f] = v if v > zero else zero
+                code[iq, jq, f] = k if v > zero else np.int8(-1)
+
+
+@njit(**JIT)
 def _conv3x3_pool2x2(xp, w, b, out, code, acc):
     """Fused 3x3 conv (stride 1) + bias + 2x2 max-pool (stride 2) + relu of one sample.
 
@@ -131,6 +176,9 @@ def _conv3x3_pool2x2(xp, w, b, out, code, acc):
     """
     Hq, Wq, F = out.shape
     C = xp.shape[2]
+    if C == 1:
+        _conv3x3_pool2x2_c1(xp, w, b, out, code)
+        return
     zero = out.dtype.type(0)
     for iq in range(Hq):
         i = 2 * iq
@@ -234,9 +282,25 @@ def _dropout_rows(out, code, e0, keys, thresholds, scales, keep):
     e0 is the sample's first element in the batch's C order (the masks' counter). A unit is
     kept when every mask (keys[d], thresholds[d]) keeps it; a kept unit is multiplied by each
     scale in turn (as the Dropout layers would, one after the other); a dropped one becomes 0
-    with code -1. keep (M,) uint8 is scratch.
+    with code -1. keep (M,) uint8 is scratch for three or more dropouts.
+    One and two dropouts (the seed and deep models) get a single pass each, which vectorises:
+    0.25 ms per batch of 128 for the seed's two, against 0.4 ms for a pass per step.
     """
     zero = out.dtype.type(0)
+    if keys.size == 1:
+        s0 = scales[0]
+        for e in range(out.size):
+            kept = _keeps(keys[0], thresholds[0], e0 + e)
+            out[e] = out[e] * s0 if kept else zero
+            code[e] = code[e] if kept else np.int8(-1)
+        return
+    if keys.size == 2:
+        s0, s1 = scales[0], scales[1]
+        for e in range(out.size):
+            kept = _keeps(keys[0], thresholds[0], e0 + e) & _keeps(keys[1], thresholds[1], e0 + e)
+            out[e] = out[e] * s0 * s1 if kept else zero
+            code[e] = code[e] if kept else np.int8(-1)
+        return
     for m in range(scales.size):
         s = scales[m]
         for e in range(out.size):
@@ -371,6 +435,11 @@ def _scaled(dout, scales, g):
 
     Shapes: dout, g (M,) flat.
     """
+    if scales.size == 2:  # the seed and deep models: one pass
+        s0, s1 = scales[0], scales[1]
+        for e in range(g.size):
+            g[e] = dout[e] * s1 * s0
+        return
     for e in range(g.size):
         g[e] = dout[e]
     for m in range(scales.size - 1, -1, -1):
