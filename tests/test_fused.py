@@ -7,7 +7,7 @@ dropout masks from the same hash, so dropout can stay on.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minicnn
@@ -67,7 +67,8 @@ def fused_cases(draw):
     h, w = draw(st.integers(7, 11)), draw(st.integers(7, 11))
     return dict(
         spec=spec,
-        input_shape=(h, w, draw(st.integers(1, 3))),
+        # 8 and more input channels take the winners-only backward (SPARSE_MIN_CHANNELS)
+        input_shape=(h, w, draw(st.sampled_from([1, 2, 3, 8, 10]))),
         n=draw(st.integers(1, 5)),
         dtype=draw(st.sampled_from(["float32", "float64"])),
         training=draw(st.booleans()),
@@ -76,8 +77,26 @@ def fused_cases(draw):
     )
 
 
+# The deep model's second conv, shrunk: many channels behind a pool, dropout on, input gradient
+# wanted: the winners-only backward. And the same with 'same' padding and a stride.
+WINNERS_ONLY = [
+    dict(spec=[(Conv2D, dict(filters=12, kernel_size=3, activation="relu")), (MaxPooling2D, {}),
+               (Dropout, dict(rate=0.25, seed=1)), (Flatten, {})],
+         input_shape=(10, 10, 16), n=3, dtype=dtype, training=True, needs_input_grad=True, seed=5)
+    for dtype in ("float32", "float64")
+] + [
+    dict(spec=[(Conv2D, dict(filters=5, kernel_size=3, strides=(2, 1), padding="same",
+                             activation="relu")), (MaxPooling2D, dict(pool_size=(2, 2)))],
+         input_shape=(9, 8, 8), n=2, dtype="float64", training=False, needs_input_grad=True,
+         seed=6)
+]
+
+
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(fused_cases())
+@example(WINNERS_ONLY[0])
+@example(WINNERS_ONLY[1])
+@example(WINNERS_ONLY[2])
 def test_fused_unit_matches_the_layers(case):
     spec, dtype = case["spec"], case["dtype"]
     ref_layers = _stack(spec, case["input_shape"], dtype)

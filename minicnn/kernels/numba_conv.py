@@ -41,6 +41,10 @@ from numba import njit, prange
 from minicnn.kernels.dropout_mask import GOLDEN, M1, M2
 from minicnn.kernels.numba_config import JIT, PARALLEL
 
+# Below this many input channels a winner's nine products are too short to beat the dense
+# route (the seed's one-channel conv has its own fused helper).
+SPARSE_MIN_CHANNELS = 8
+
 # --- per-sample helpers: convolution ------------------------------------------------------------
 
 
@@ -481,6 +485,50 @@ def _route(g, code, PH, PW, psh, psw, tile, db_row):
 
 
 @njit(**JIT)
+def _winners_sample(g, code, PW, psh, psw, sh, sw, xp, w_f, need_dw, need_dx, dw_f, db, dxp):
+    """Gradients of one sample from its pool winners only: dw_f, db, dxp += ...
+
+    Of a pooled, relu'd and dropped-out output, at most one conv output per pool window and
+    channel gets a gradient (its winner, code >= 0), and relu and dropout silence many of
+    those: in the deep model about 1 in 10 of the (Ho, Wo, F) conv outputs. Visiting just
+    those, each winner adds its gradient v times its input window to dw and v times its filter
+    to dx, instead of the dense products over every conv output. Each window row (KW pixels of
+    C channels) is contiguous in xp and dxp, and so is each filter row in w_f and dw_f (filter
+    axis first): one loop of KW*C per row, long enough to vectorise (a loop over C alone, 32
+    for the deep model, ran scalar).
+    Shapes: g, code (Hq, Wq, F); xp (Hp, Wp, C) padded input (read if need_dw); w_f, dw_f
+    (F, KH, KW, C); db (F,); dxp (Hp, Wp, C) padded input gradient, zeroed by the caller.
+    """
+    Hq, Wq, F = g.shape
+    _, KH, KW, C = w_f.shape
+    Wp = xp.shape[1] if need_dw else dxp.shape[1]
+    L = KW * C
+    x_flat, dx_flat = xp.ravel(), dxp.ravel()
+    w_flat, dw_flat = w_f.ravel(), dw_f.ravel()
+    for iq in range(Hq):
+        for jq in range(Wq):
+            for f in range(F):
+                k = code[iq, jq, f]
+                if k < 0:
+                    continue
+                v = g[iq, jq, f]
+                db[f] += v
+                r0 = (iq * psh + k // PW) * sh  # the winner's window, padded coordinates
+                s0 = (jq * psw + k % PW) * sw
+                for p in range(KH):
+                    # max: shows Numba the flat indices are >= 0, so it drops the negative-index
+                    # wraparound that kept these loops from vectorising
+                    at_x = max(0, ((r0 + p) * Wp + s0) * C)  # row p of the window
+                    at_w = max(0, (f * KH + p) * L)  # row p of filter f
+                    if need_dw:
+                        for e in range(L):
+                            dw_flat[at_w + e] += v * x_flat[at_x + e]
+                    if need_dx:
+                        for e in range(L):
+                            dx_flat[at_x + e] += v * w_flat[at_w + e]
+
+
+@njit(**JIT)
 def _dx_sample(dz, Ho, Wo, w_flip, w_t, zero_c, sh, sw, dzp, dxp, acc):
     """dxp (Hp, Wp, C) = input gradient of one sample from dz[:Ho, :Wo], padded coordinates.
 
@@ -541,6 +589,42 @@ def _zeros(shape, dtype):
     for e in range(flat.size):
         flat[e] = 0
     return a
+
+
+@njit(**JIT)
+def _filter_first(w_t):
+    """w_t (KH, KW, F, C) -> (F, KH, KW, C), a new array."""
+    KH, KW, F, C = w_t.shape
+    w_f = np.empty((F, KH, KW, C), w_t.dtype)
+    for p in range(KH):
+        for q in range(KW):
+            for f in range(F):
+                for c in range(C):
+                    w_f[f, p, q, c] = w_t[p, q, f, c]
+    return w_f
+
+
+@njit(**JIT)
+def _fill_zero(a):
+    """a[...] = 0 as a plain loop (see _zeros)."""
+    flat = a.ravel()
+    for e in range(flat.size):
+        flat[e] = 0
+
+
+@njit(**JIT)
+def _sum_parts_filter_first(parts, dw):
+    """dw[p, q, c, f] = sum over t of parts[t] viewed as (F, KH, KW, C), in order of t."""
+    KH, KW, C, F = dw.shape
+    for p in range(KH):
+        for q in range(KW):
+            for c in range(C):
+                for f in range(F):
+                    e = ((f * KH + p) * KW + q) * C + c
+                    acc = parts[0, e]
+                    for t in range(1, parts.shape[0]):
+                        acc += parts[t, e]
+                    dw[p, q, c, f] = acc
 
 
 @njit(**JIT)
@@ -641,13 +725,16 @@ def conv_backward(dout, code, x, w_flip, w_t, scales, geom, need_dw, need_dx, dw
     # the seed's layers (see conv_forward) when no input gradient is wanted: their own helper
     seed_layers = (KH, KW, sh, sw, PH, PW, psh, psw) == (3, 3, 1, 1, 2, 2, 2, 2)
     fast = routed and need_dw and not need_dx and seed_layers
+    # several input channels behind a pool: visit the winners only (_winners_sample)
+    sparse = routed and not fast and C >= SPARSE_MIN_CHANNELS and PH * PW > 1
     # the 2x4-block weight gradient wants dz padded to a multiple of (2, 4) with zeros, and x
     # to match; the padding adds nothing
-    blocks = need_dw and not fast and KH == 3 and KW == 3 and sh == 1 and sw == 1
+    blocks = need_dw and not fast and not sparse and KH == 3 and KW == 3 and sh == 1 and sw == 1
     Ht, Wt = (Ho + Ho % 2, Wo + (-Wo) % 4) if blocks else (Ho, Wo)
     copy_x = need_dw and (padded or Ht != Ho or Wt != Wo)
-    use_tile = not fast and (routed or Ht != Ho or Wt != Wo)
+    use_tile = not fast and not sparse and (routed or Ht != Ho or Wt != Wo)
     parts_w = _zeros((T, KH * KW * C * F) if need_dw else (T, 0), dw.dtype)
+    w_f = _filter_first(w_t) if sparse and need_dx else np.empty((0, KH, KW, C), dw.dtype)
     parts_b = _zeros((T, Wq * F), dw.dtype)
     # chunk t accumulates into parts_w[t], parts_b[t] and writes dx[n] of its own samples only;
     # the parts are summed serially, in a fixed order, after the loop
@@ -658,16 +745,28 @@ def conv_backward(dout, code, x, w_flip, w_t, scales, geom, need_dw, need_dx, dw
         g = np.empty((Hq, Wq, F) if routed else (0, 0, F), dout.dtype)
         tile = _zeros((Ht, Wt, F) if use_tile else (0, 0, F), dout.dtype)
         dzp = _zeros(
-            (Ho + 2 * (KH - 1), Wo + 2 * (KW - 1), F) if need_dx else (0, 0, F), dout.dtype
+            (Ho + 2 * (KH - 1), Wo + 2 * (KW - 1), F) if need_dx and not sparse else (0, 0, F),
+            dout.dtype,
         )
         dxp = np.empty((Hp, Wp, C) if need_dx and padded else (0, 0, C), dout.dtype)
         acc = np.empty((4, C), dout.dtype)
         zero_c = _zeros((C,), dout.dtype)
         dw_t = parts_w[t].reshape((KH, KW, C, F) if need_dw else (0, 0, 0, 0))
+        dw_f = parts_w[t].reshape((F, KH, KW, C) if need_dw else (0, 0, 0, 0))  # sparse's
         for n in range(t * N // T, (t + 1) * N // T):
             dz = dout[n]
             if routed:
                 _scaled(dout[n].ravel(), scales, g.ravel())
+            if sparse:
+                src = _into(x[n], xp, pt, pl) if copy_x else (x[n] if need_dw else xp)
+                dst = dxp if padded else (dx[n] if need_dx else dxp)
+                if need_dx:
+                    _fill_zero(dst)
+                _winners_sample(g, code[n], PW, psh, psw, sh, sw, src, w_f, need_dw, need_dx,
+                                dw_f, parts_b[t, :F], dst)
+                if need_dx and padded:
+                    _crop(dxp, pt, pl, dx[n])
+                continue
             if fast:
                 src = _into(x[n], xp, pt, pl) if copy_x else x[n]
                 _dw3x3_pool2x2(src, g, code[n], dw_t, parts_b[t, :F])
@@ -689,6 +788,9 @@ def conv_backward(dout, code, x, w_flip, w_t, scales, geom, need_dw, need_dx, dw
                 _crop(dxp, pt, pl, dx[n])
             elif need_dx:
                 _dx_sample(dz, Ho, Wo, w_flip, w_t, zero_c, sh, sw, dzp, dx[n], acc)
-    if need_dw:
+    if need_dw and sparse:
+        _sum_parts_filter_first(parts_w, dw)
+        _sum_parts(parts_b.reshape((T * Wq, F)), db)
+    elif need_dw:
         _sum_parts(parts_w, dw.ravel())
         _sum_parts(parts_b.reshape((T * Wq, F)), db)
