@@ -1,9 +1,6 @@
 """Training with the Numba backend follows the NumPy backend's loss curve; the switch works; the
 kernels still run (slowly, as plain Python) with NUMBA_DISABLE_JIT=1, so they stay debuggable."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,6 +10,7 @@ import minicnn
 from minicnn import fusion, models
 from minicnn.kernels import numba_available, ops
 from minicnn.utils import to_categorical
+from tests.helpers import run_without_jit
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="Numba is not installed")
 
@@ -156,13 +154,4 @@ DISABLED_JIT_SCRIPT = textwrap.dedent("""
 
 
 def test_kernels_run_with_the_jit_disabled():
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    result = subprocess.run(
-        [sys.executable, "-c", DISABLED_JIT_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    run_without_jit(DISABLED_JIT_SCRIPT)

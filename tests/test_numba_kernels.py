@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from minicnn.kernels import naive, numpy_ops
 from minicnn.kernels.dropout_mask import keep_mask, keep_threshold, mask_key
 from minicnn.kernels.geometry import window_2d
-from tests.helpers import assert_close
+from tests.helpers import assert_close, run_without_jit
 from tests.tolerances import KERNEL_F32, KERNEL_F64
 
 numba_ops = pytest.importorskip("minicnn.kernels.numba_ops")
@@ -220,3 +220,114 @@ def test_dropout_hash_keeps_the_right_fraction():
     )
     # binomial standard deviation at n = 2e5, p = 0.75: ~0.001; 0.005 is five of them
     assert abs(keep.mean() - 0.75) < 0.005
+
+
+# --- dense ---------------------------------------------------------------------------------------
+# numba_dense takes two rows x two outputs per pass (an odd last one pairs with itself), BLOCK
+# columns per partial-sum update in the forward, TILE columns per pass in the backward, and four
+# (zero-padded) outputs per pass in dx: D and K are drawn across those boundaries, N from 1.
+from minicnn.kernels import numba_dense  # noqa: E402  (needs Numba, checked above)
+
+
+@st.composite
+def dense_cases(draw):
+    n = draw(st.integers(1, 5))
+    d = draw(
+        st.one_of(st.integers(1, 3 * numba_dense.BLOCK), st.integers(1, 2 * numba_dense.TILE + 9))
+    )
+    k = draw(st.one_of(st.integers(1, 6), st.integers(7, 40)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x, w, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((n, d), (d, k), (k,), (n, k)))
+    return x, w, b, dout, dtype, draw(st.integers(1, 3))
+
+
+@settings(**SETTINGS)
+@given(dense_cases())
+def test_dense_kernels_match_naive(case):
+    x, w, b, dout, dtype, T = case  # T chunks: more than the threads, or fewer, work the same
+    N, K = dout.shape
+
+    def forward(T):
+        out = np.full((N, K), np.nan, dtype)  # NaN: an output the kernel skipped would show
+        numba_dense.dense_forward(x, np.ascontiguousarray(w.T), b, out, T)
+        return out
+
+    def backward(T, need_dx):
+        dx = np.full(x.shape if need_dx else (0, 0), np.nan, dtype)
+        dw, db = np.full(w.shape, np.nan, dtype), np.full(K, np.nan, dtype)
+        numba_dense.dense_backward(dout, x, w, need_dx, dx, dw, db, T)
+        return (dx, dw, db) if need_dx else (dw, db)
+
+    out = forward(T)
+    assert_close("dense out", out, naive.dense_forward(x, w, b), TOL[dtype])
+    np.testing.assert_array_equal(out, forward(1))  # the same sums in the same order, any T
+    ref = naive.dense_backward(dout, x, w)
+    for need_dx in (True, False):
+        got = backward(T, need_dx)
+        for name, a, e in zip(("dx", "dw", "db")[not need_dx :], got, ref[not need_dx :]):
+            assert_close(f"dense {name} (need_dx={need_dx})", a, e, TOL[dtype])
+    for a, e in zip(backward(T, True), backward(1, True)):
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,kernel_forward,kernel_backward",
+    [
+        ((128, 5408, 10), True, True),  # the seed model's Dense(10)
+        ((96, 5407, 11), True, True),  # odd D and K, a short last batch
+        ((128, 4096, 24), False, True),  # K past the forward's bound
+        ((128, 1024, 160), False, False),  # K past both bounds
+        ((16, 5408, 10), False, False),  # too little work to pay for waking the threads
+        ((256, 9216, 1), False, True),  # K = 1: BLAS's matrix-vector product forward
+    ],
+)
+def test_dense_dispatch_matches_numpy_on_both_sides_of_the_rule(
+    rng, shape, kernel_forward, kernel_backward, dtype
+):
+    assert numba_ops._dense_forward_on_kernels(*shape) == kernel_forward
+    assert numba_ops._dense_backward_on_kernels(*shape) == kernel_backward
+    N, D, K = shape
+    x, w, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((N, D), (D, K), (K,), (N, K)))
+    out = numba_ops.dense_forward(x, w, b)
+    assert out.dtype == dtype
+    assert_close("dense out", out, numpy_ops.dense_forward(x, w, b), TOL[dtype])
+    for name, a, e in zip(
+        ("dx", "dw", "db"),
+        numba_ops.dense_backward(dout, x, w),
+        numpy_ops.dense_backward(dout, x, w),
+    ):
+        assert a.dtype == dtype and a.flags.c_contiguous, name
+        assert_close(f"dense {name}", a, e, TOL[dtype])
+
+
+DENSE_NO_JIT_SCRIPT = """
+import numpy as np
+import numba
+assert numba.config.DISABLE_JIT
+from minicnn.kernels import naive, numba_dense
+rng = np.random.default_rng(0)
+x, w, b, dout = (rng.standard_normal(s) for s in ((3, 70), (70, 3), (3,), (3, 3)))
+out = np.empty((3, 3))
+numba_dense.dense_forward(x, np.ascontiguousarray(w.T), b, out, 2)
+dx, dw, db = np.empty((3, 70)), np.empty((70, 3)), np.empty(3)
+numba_dense.dense_backward(dout, x, w, True, dx, dw, db, 2)
+expected = (naive.dense_forward(x, w, b),) + naive.dense_backward(dout, x, w)
+for a, e in zip((out, dx, dw, db), expected):
+    assert np.allclose(a, e, rtol=1e-12, atol=1e-12), np.abs(a - e).max()
+print("ok")
+"""
+
+
+def test_dense_kernels_run_with_the_jit_disabled():
+    run_without_jit(DENSE_NO_JIT_SCRIPT)
+
+
+def test_importing_the_backend_compiles_no_dense_kernel():
+    code = (
+        "import minicnn.kernels.numba_ops\n"
+        "from minicnn.kernels import numba_dense as d\n"
+        "assert not d.dense_forward.signatures and not d.dense_backward.signatures\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

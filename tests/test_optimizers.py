@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import minicnn
-
 from minicnn.optimizers import SGD, Adam
 
 # keras.optimizers.Adam(), w = [3.0, -1.5], two steps with g = [1e-9, -2e-9] (tiny: sqrt(v) ~ eps)

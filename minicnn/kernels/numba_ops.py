@@ -1,14 +1,16 @@
 """The 'numba' backend: the same functions and results as naive.py, compiled.
 
 Each function checks and allocates in Python, then calls a private @njit kernel (numba_conv,
-numba_pool); see naive.py for the conventions. Importing this module compiles nothing: each
-kernel compiles on its first call for the dtypes it meets (float32 and float64) and is cached on
-disk, so later processes only load it.
+numba_pool, numba_dense); see naive.py for the conventions. Importing this module compiles
+nothing: each kernel compiles on its first call for the dtypes it meets (float32 and float64)
+and is cached on disk, so later processes only load it.
 
-The dense layer's products are GEMMs, which BLAS does best: they stay NumPy matmuls, on one BLAS
-thread inside the model's compute scope (numba_config.blas_single_threaded). Two BLAS threads
-beside Numba's made a seed-model step 3-5x slower (measured: 4.5 vs 25 ms); one BLAS call per
-Numba thread stalled in multiples of 4 ms.
+The dense layer's products run on one BLAS thread inside the model's compute scope
+(numba_config.blas_single_threaded): two BLAS threads beside Numba's made a seed-model step 3-5x
+slower (measured: 4.5 vs 25 ms), and one BLAS call per Numba thread stalled in multiples of 4 ms.
+Where that single thread is the slower choice (thin products: few outputs, enough rows), they
+run on numba_dense's kernels, on all of Numba's threads; the rule and its numbers are by
+dense_forward below.
 
 Layers call these one op at a time; the fused conv + relu + max-pool path the model trains with
 is numba_fused.py.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import numba_conv, numba_pool
+from minicnn.kernels import numba_conv, numba_dense, numba_pool
 from minicnn.kernels.numba_config import chunks_for
 
 __all__ = [
@@ -151,14 +153,64 @@ def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
     return dx
 
 
+# Which dense products go to the Numba kernels (numba_dense) and which stay NumPy matmuls on one
+# BLAS thread. Measured on 2 cores (AMD EPYC, AVX-512; float32; medians of 400 rounds, BLAS and
+# kernel alternating in one process, each call including its wrapper; 60 rounds for K = 128):
+#
+#   N, D, K           forward: BLAS / kernel (ms)      backward: BLAS / kernel (ms)
+#   128, 5408, 10     0.42 / 0.39                      0.95 / 0.62     the seed model's Dense(10)
+#    96, 5408, 10     0.25 / 0.24                      0.48 / 0.38
+#    64, 5408, 10     0.20 / 0.25                      0.40 / 0.31
+#   128, 2048, 10     0.13 / 0.14                      0.31 / 0.17
+#   128, 5408, 1      0.06 / 0.11                      0.83 / 0.21
+#   128, 5408, 16     0.40 / 0.53                      0.96 / 0.84
+#   128, 5408, 32     0.73 / 0.98                      1.69 / 1.31
+#   128, 9216, 128    4.4 / 7.4                        9.96 / 7.45     the deep model's Dense(128)
+#   128,  128, 10     0.017 / 0.099                    0.032 / 0.098   the deep model's Dense(10)
+#
+# Inside a seed-model training step (same run, 12 x 150 steps each way) the forward takes 0.40
+# -> 0.34 ms and the backward 0.73 -> 0.53 ms; inside a deep-model step the Dense(128) backward
+# 8.8 -> 6.7-7.7 ms. The rule:
+# * enough work: each parallel kernel first wakes Numba's sleeping threads, ~60 us on this
+#   machine (OMP_WAIT_POLICY=passive), which small products do not earn back. N*D*K >= 2**22
+#   multiply-adds for the forward (the seed's 128 x 5408 x 10 is 6.9M), >= 2**21 for the
+#   backward, whose kernel gains more;
+# * few units for the forward: its dot products win up to K ~ 12 (BLAS packs K = 16 as cheaply
+#   as K = 10; at K = 1 it runs a matrix-vector product, which it does well). The backward's
+#   products stream along d and win from K = 1 to 128 (not measured beyond).
+# BLAS on two threads for the Dense(128) alone (threadpoolctl, inside the one-thread scope) ran
+# its products 1.6-1.7x faster (forward 2.6, backward 5.6 ms) but the deep step went from 72 to
+# 102 ms: its threads keep spinning after the call, against Numba's.
+_FORWARD_UNITS = (2, 12)
+_BACKWARD_MAX_UNITS = 128
+_FORWARD_MIN_WORK = 2**22
+_BACKWARD_MIN_WORK = 2**21
+
+
+def _dense_forward_on_kernels(N, D, K):
+    lo, hi = _FORWARD_UNITS
+    return lo <= K <= hi and N * D * K >= _FORWARD_MIN_WORK
+
+
+def _dense_backward_on_kernels(N, D, K):
+    return K <= _BACKWARD_MAX_UNITS and N * D * K >= _BACKWARD_MIN_WORK
+
+
 def dense_forward(x, w, b):
     """out = x @ w + b.  Shapes: x (N, D), w (D, K), b (K,) or None -> (N, K)."""
     _check_ndim("x", x, 2)
     _check_ndim("w", w, 2)
     x, w = _float_arrays(x, w)
-    out = x @ w
-    if b is not None:
-        out += b
+    (N, D), K = x.shape, w.shape[1]
+    if not _dense_forward_on_kernels(N, D, K):
+        out = x @ w
+        if b is not None:
+            out += b
+        return out
+    b = np.zeros(K, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    out = np.empty((N, K), dtype=x.dtype)
+    wt = np.ascontiguousarray(w.T)  # (K, D): the kernel's dot products run along rows of wt
+    numba_dense.dense_forward(x, wt, b, out, chunks_for(N))
     return out
 
 
@@ -166,4 +218,10 @@ def dense_backward(dout, x, w):
     """dx = dout @ w.T, dw = x.T @ dout, db = sum_n dout.  -> (N, D), (D, K), (K,)."""
     _check_ndim("dout", dout, 2)
     dout, x, w = _float_arrays(dout, x, w)
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    (N, D), K = x.shape, w.shape[1]
+    if not _dense_backward_on_kernels(N, D, K):
+        return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    dx, dw = np.empty_like(x), np.empty_like(w)
+    db = np.empty(K, dtype=dout.dtype)
+    numba_dense.dense_backward(dout, x, w, True, dx, dw, db, chunks_for(D))
+    return dx, dw, db

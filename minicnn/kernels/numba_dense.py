@@ -1,0 +1,218 @@
+"""Dense-layer kernels in Numba: out = x @ w + b and its gradients, on both cores.
+
+The seed model's Dense(10) multiplies thin matrices (x (128, 5408) @ w (5408, 10)), which NumPy's
+BLAS, kept to one thread while the model trains (numba_config.blas_single_threaded), does at
+~40 GFLOP/s. These kernels split the same products over Numba's threads; numba_ops decides from
+measurements which shapes they take (few outputs K, enough work to pay for waking the threads).
+
+* forward   out[n, k] = b[k] + sum_d x[n, d] * wt[k, d], wt = w.T: a dot product per (n, k),
+            two rows x two outputs per pass so that each load feeds two products. Numba keeps
+            fastmath to 'contract' (no reassociation), so ``s += x[d] * w[d]`` would be one
+            serial chain that never vectorises: each dot product keeps LANES partial sums
+            instead, lane l collecting the d = l (mod LANES), summed at the end in a fixed order.
+            Rows are split between the threads.
+* dx        dx[n] = sum_k dz[n, k] * w[:, k]: rows of w.T scaled and added, along d.
+* dw        dw[d, k] = sum_n x[n, d] * dz[n, k]: built transposed, along d, then written out.
+            Columns d are split between the threads, for dx and dw alike; each transposes its
+            own TILE-wide slices of w, which stay in L1 for every row.
+
+How LLVM is coaxed into vector code here. Numba runs LLVM's loop vectoriser but not its SLP
+vectoriser, so only a loop over contiguous elements vectorises: every hot loop runs along d.
+Partial sums live in memory (LLVM cannot prove they never alias the inputs), so each update adds
+UNROLL products, stores come after every load of a pass (a store first would make LLVM load the
+inputs again), and the partial sums are separate 1-D arrays passed in (rows of one 2-D array in
+the same function defeat its dependence analysis). Indexes are provably >= 0 (``max(0, c)``),
+or Numba's negative-index wraparound turns the loads into gathers.
+
+Each kernel splits its work into T chunks (one per thread) writing disjoint parts of the output,
+and every sum runs in the same order whatever the chunks: the results do not depend on T. The
+helpers live here, with the kernels that call them, because Numba's on-disk cache does not notice
+edits to another file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from minicnn.kernels.numba_config import JIT, PARALLEL
+
+LANES = 16  # partial sums per dot product: one AVX-512 register of float32, two of AVX2
+UNROLL = 4  # blocks of LANES added per update of the partial sums
+BLOCK = LANES * UNROLL
+L1, L2, L3 = LANES, 2 * LANES, 3 * LANES  # offsets of the blocks of a pass
+TILE = 256  # d-columns of dx and dw handled per pass: a (K, TILE) slice of wt stays in L1
+
+
+# --- forward --------------------------------------------------------------------------------------
+
+
+# The two-by-two tile is written out as the products it is: not for the formatter.
+# fmt: off
+@njit(**JIT)
+def _forward_rows(x, wt, b, out, n0, n1, a00, a01, a10, a11):
+    """out[n] = wt @ x[n] + b for the rows n0 <= n < n1, two rows and two outputs per pass.
+
+    a_ij[l] collects x[n_i, d] * wt[k_j, d] over the d = l (mod LANES); four separate arrays,
+    not one (4, LANES): with one, LLVM does not vectorise the loop.
+    Shapes: x (N, D), wt (Kp, D) with Kp >= K, b (K,), out (N, K); a00..a11 (LANES,) scratch.
+    """
+    K, D = out.shape[1], x.shape[1]
+    Dm = D - D % BLOCK
+    for n in range(n0, n1, 2):
+        # an odd last row pairs with itself: computed twice, identically, by this chunk only
+        m = min(n + 1, n1 - 1)
+        for k in range(0, K, 2):
+            j = min(k + 1, K - 1)  # likewise an odd last output
+            for l in range(LANES):
+                a00[l] = 0
+                a01[l] = 0
+                a10[l] = 0
+                a11[l] = 0
+            for d in range(0, Dm, BLOCK):
+                for l in range(LANES):  # vectorised along l
+                    i0, i1, i2, i3 = d + l, d + L1 + l, d + L2 + l, d + L3 + l
+                    u0, u1, u2, u3 = wt[k, i0], wt[k, i1], wt[k, i2], wt[k, i3]
+                    v0, v1, v2, v3 = wt[j, i0], wt[j, i1], wt[j, i2], wt[j, i3]
+                    p0, p1, p2, p3 = x[n, i0], x[n, i1], x[n, i2], x[n, i3]
+                    q0, q1, q2, q3 = x[m, i0], x[m, i1], x[m, i2], x[m, i3]
+                    s00 = a00[l] + (p0 * u0 + p1 * u1 + p2 * u2 + p3 * u3)
+                    s01 = a01[l] + (p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3)
+                    s10 = a10[l] + (q0 * u0 + q1 * u1 + q2 * u2 + q3 * u3)
+                    s11 = a11[l] + (q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3)
+                    # stored after every load: a store first would make LLVM load x and wt again
+                    a00[l] = s00
+                    a01[l] = s01
+                    a10[l] = s10
+                    a11[l] = s11
+            for d in range(Dm, D):  # the tail, fewer than BLOCK
+                a00[0] += x[n, d] * wt[k, d]
+                a01[0] += x[n, d] * wt[j, d]
+                a10[0] += x[m, d] * wt[k, d]
+                a11[0] += x[m, d] * wt[j, d]
+            s00, s01, s10, s11 = b[k], b[j], b[k], b[j]
+            for l in range(LANES):
+                s00 += a00[l]
+                s01 += a01[l]
+                s10 += a10[l]
+                s11 += a11[l]
+            out[n, k], out[n, j], out[m, k], out[m, j] = s00, s01, s10, s11
+# fmt: on
+
+
+@njit(**PARALLEL)
+def dense_forward(x, wt, b, out, T):
+    """out = x @ wt[:K].T + b, into out.
+
+    Shapes: x (N, D), wt (Kp, D) the transposed kernel (rows past K unused), b (K,) -> out
+    (N, K). T: the number of chunks of rows (one per thread).
+    """
+    N = x.shape[0]
+    # chunk t writes the rows t*N//T .. (t+1)*N//T of out only: the chunks never share memory
+    for t in prange(T):
+        acc = np.empty((4, LANES), out.dtype)
+        _forward_rows(x, wt, b, out, t * N // T, (t + 1) * N // T, acc[0], acc[1], acc[2], acc[3])
+
+
+# --- backward -------------------------------------------------------------------------------------
+
+
+# fmt: off
+@njit(**JIT)
+def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1):
+    """dx[:, d] (if need_dx) and dw[d] for the columns d0 <= d < d1, TILE at a time.
+
+    dx: the tile of w is transposed into wt, where it stays in L1 for all the rows; two rows
+    and four terms per pass are summed in p and q, then copied out (the loop does not vectorise
+    on two rows of dx itself: LLVM cannot tell that they never overlap).
+    dw: built transposed, two outputs k, k + 1 and four rows per pass, in t0 and t1.
+    Shapes: dz (N, Kp) zero-padded to Kp, a multiple of 4; x (N, D); w (D, K); dx (N, D);
+    dw (D, K); wt (Kp, TILE), p, q, t0, t1 (TILE,) scratch.
+    """
+    N = x.shape[0]
+    K = dw.shape[1]
+    Kp = dz.shape[1]
+    N4 = N - N % 4
+    for c in range(d0, d1, TILE):
+        c0 = max(0, c)  # lets LLVM see c0 + l >= 0: no negative-index checks, no gathers
+        r = min(TILE, d1 - c0)
+        if need_dx:
+            for k in range(K):
+                for l in range(r):
+                    wt[k, l] = w[c0 + l, k]
+            for k in range(K, Kp):  # the zero pad
+                for l in range(r):
+                    wt[k, l] = 0
+            for n in range(0, N, 2):
+                m = min(n + 1, N - 1)  # an odd last row pairs with itself: written twice, alike
+                for l in range(r):
+                    p[l] = 0
+                    q[l] = 0
+                for k in range(0, Kp, 4):
+                    g0, g1, g2, g3 = dz[n, k], dz[n, k + 1], dz[n, k + 2], dz[n, k + 3]
+                    h0, h1, h2, h3 = dz[m, k], dz[m, k + 1], dz[m, k + 2], dz[m, k + 3]
+                    for l in range(r):  # vectorised along l
+                        u0, u1, u2, u3 = wt[k, l], wt[k + 1, l], wt[k + 2, l], wt[k + 3, l]
+                        sn = p[l] + (g0 * u0 + g1 * u1 + g2 * u2 + g3 * u3)
+                        sm = q[l] + (h0 * u0 + h1 * u1 + h2 * u2 + h3 * u3)
+                        p[l] = sn  # stored after every load (see _forward_rows)
+                        q[l] = sm
+                for l in range(r):
+                    dx[n, c0 + l] = p[l]
+                for l in range(r):
+                    dx[m, c0 + l] = q[l]
+        for k in range(0, K, 2):
+            j = min(k + 1, Kp - 1)  # k + 1 may be a zero pad: computed, never written
+            for l in range(r):
+                t0[l] = 0
+                t1[l] = 0
+            for n in range(0, N4, 4):
+                g0, g1, g2, g3 = dz[n, k], dz[n + 1, k], dz[n + 2, k], dz[n + 3, k]
+                h0, h1, h2, h3 = dz[n, j], dz[n + 1, j], dz[n + 2, j], dz[n + 3, j]
+                for l in range(r):  # vectorised along l
+                    i = c0 + l
+                    y0, y1, y2, y3 = x[n, i], x[n + 1, i], x[n + 2, i], x[n + 3, i]
+                    s0 = t0[l] + (g0 * y0 + g1 * y1 + g2 * y2 + g3 * y3)
+                    s1 = t1[l] + (h0 * y0 + h1 * y1 + h2 * y2 + h3 * y3)
+                    t0[l] = s0
+                    t1[l] = s1
+            for n in range(N4, N):  # the last N % 4 rows, one at a time
+                g0, h0 = dz[n, k], dz[n, j]
+                for l in range(r):
+                    t0[l] += g0 * x[n, c0 + l]
+                    t1[l] += h0 * x[n, c0 + l]
+            for l in range(r):
+                dw[c0 + l, k] = t0[l]
+            if k + 1 < K:
+                for l in range(r):
+                    dw[c0 + l, k + 1] = t1[l]
+# fmt: on
+
+
+@njit(**PARALLEL)
+def dense_backward(dout, x, w, need_dx, dx, dw, db, T):
+    """dx = dout @ w.T (if need_dx), dw = x.T @ dout, db = dout summed over the rows, into dx,
+    dw, db.
+
+    Shapes: dout (N, K), x (N, D), w (D, K) -> dx (N, D) (may be (0, 0) when not need_dx),
+    dw (D, K), db (K,). T: the number of chunks of columns (one per thread).
+    """
+    N, D = x.shape
+    K = w.shape[1]
+    Kp = K + (-K) % 4
+    dz = np.empty((N, Kp), dout.dtype)  # dout zero-padded: four outputs per pass, no remainder
+    for n in range(N):
+        for k in range(Kp):
+            dz[n, k] = dout[n, k] if k < K else 0
+    for k in range(K):  # tiny: serial, in row order
+        db[k] = 0
+    for n in range(N):
+        for k in range(K):
+            db[k] += dout[n, k]
+    # chunk t writes the columns t*D//T .. (t+1)*D//T of dx and the same rows of dw only: no
+    # two chunks write the same memory
+    for t in prange(T):
+        wt = np.empty((Kp, TILE), dw.dtype)
+        buf = np.empty((4, TILE), dw.dtype)
+        _backward_cols(dz, x, w, need_dx, dx, dw, t * D // T, (t + 1) * D // T, wt,
+                       buf[0], buf[1], buf[2], buf[3])  # fmt: skip
