@@ -77,13 +77,13 @@ def fused_cases(draw):
     )
 
 
-# The deep model's second conv, shrunk: many channels behind a pool, dropout on, input gradient
-# wanted: the winners-only backward. And the same with 'same' padding and a stride.
+# The deep model's second conv, shrunk: many channels behind a pool, dropout on, with and
+# without the input gradient: the winners-only backward. And 'same' padding with a stride.
 WINNERS_ONLY = [
     dict(spec=[(Conv2D, dict(filters=12, kernel_size=3, activation="relu")), (MaxPooling2D, {}),
                (Dropout, dict(rate=0.25, seed=1)), (Flatten, {})],
-         input_shape=(10, 10, 16), n=3, dtype=dtype, training=True, needs_input_grad=True, seed=5)
-    for dtype in ("float32", "float64")
+         input_shape=(10, 10, 16), n=3, dtype=dtype, training=True, needs_input_grad=grad, seed=5)
+    for dtype, grad in (("float32", True), ("float64", True), ("float32", False))
 ] + [
     dict(spec=[(Conv2D, dict(filters=5, kernel_size=3, strides=(2, 1), padding="same",
                              activation="relu")), (MaxPooling2D, dict(pool_size=(2, 2)))],
@@ -97,6 +97,7 @@ WINNERS_ONLY = [
 @example(WINNERS_ONLY[0])
 @example(WINNERS_ONLY[1])
 @example(WINNERS_ONLY[2])
+@example(WINNERS_ONLY[3])
 def test_fused_unit_matches_the_layers(case):
     spec, dtype = case["spec"], case["dtype"]
     ref_layers = _stack(spec, case["input_shape"], dtype)

@@ -489,10 +489,12 @@ def _winners_sample(g, code, PW, psh, psw, sh, sw, xp, w_f, need_dw, need_dx, dw
     """Gradients of one sample from its pool winners only: dw_f, db, dxp += ...
 
     Of a pooled, relu'd and dropped-out output, at most one conv output per pool window and
-    channel gets a gradient (its winner, code >= 0), and relu and dropout silence many of
-    those: in the deep model about 1 in 10 of the (Ho, Wo, F) conv outputs. Visiting just
+    channel gets a gradient (its winner, code >= 0): with 2x2 windows at most 1 in 4 of the
+    (Ho, Wo, F) conv outputs, fewer where relu and dropout silence a window. Visiting just
     those, each winner adds its gradient v times its input window to dw and v times its filter
-    to dx, instead of the dense products over every conv output. Each window row (KW pixels of
+    to dx, instead of the dense products over every conv output. Measured on the deep model's
+    second conv (batch 128, 2 threads): dw + db + dx 21-28 ms against 72 ms layer by layer,
+    dw + db alone 17-22 ms against 32 ms for the dense route. Each window row (KW pixels of
     C channels) is contiguous in xp and dxp, and so is each filter row in w_f and dw_f (filter
     axis first): one loop of KW*C per row, long enough to vectorise (a loop over C alone, 32
     for the deep model, ran scalar).
@@ -724,9 +726,9 @@ def conv_backward(dout, code, x, w_flip, w_t, scales, geom, need_dw, need_dx, dw
     padded = Hp != H or Wp != W
     # the seed's layers (see conv_forward) when no input gradient is wanted: their own helper
     seed_layers = (KH, KW, sh, sw, PH, PW, psh, psw) == (3, 3, 1, 1, 2, 2, 2, 2)
-    fast = routed and need_dw and not need_dx and seed_layers
     # several input channels behind a pool: visit the winners only (_winners_sample)
-    sparse = routed and not fast and C >= SPARSE_MIN_CHANNELS and PH * PW > 1
+    sparse = routed and C >= SPARSE_MIN_CHANNELS and PH * PW > 1
+    fast = routed and need_dw and not need_dx and seed_layers and not sparse
     # the 2x4-block weight gradient wants dz padded to a multiple of (2, 4) with zeros, and x
     # to match; the padding adds nothing
     blocks = need_dw and not fast and not sparse and KH == 3 and KW == 3 and sh == 1 and sw == 1

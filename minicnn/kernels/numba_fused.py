@@ -15,8 +15,11 @@ computes exactly what the layers compute, with one pass over memory each way:
   after: relu(max z) = max relu(z).
 * backward: that byte sends each output gradient to its winner, straight into the weight
   gradient or through a thread-local tile (each thread its own dW, summed at the end) and,
-  unless the conv is the model's first layer, into the input gradient. The full-size conv
-  gradient never exists.
+  unless the conv is the model's first layer, into the input gradient. With several input
+  channels behind a pool (the deep model's second conv) only the winners are visited at all:
+  each adds its gradient times its input window to dW and times its filter to dX, at most a
+  quarter of the dense products (numba_conv._winners_sample). The full-size conv gradient
+  never exists.
 
 The dropout masks are the layers' own hash (dropout_mask.py), computed inside the kernel from
 the same keys in the same order, so each Dropout's counter advances exactly as it would and the
