@@ -85,11 +85,10 @@ def main(argv=None) -> int:
 
     print(f"{args.model} model, batch {args.batch}, backend {minicnn.config.get_backend()}, "
           f"mean of {steps} steps")
+    parts["(the rest: Python glue)"] = total - sum(parts.values())
     width = max(map(len, parts))
     for label, s in parts.items():
         print(f"  {label:<{width}}  {s * 1e3:8.3f} ms  {100 * s / total:5.1f}%")
-    rest = total - sum(parts.values())
-    print(f"  {'(the rest: Python glue)':<{width}}  {rest * 1e3:8.3f} ms  {100 * rest / total:5.1f}%")
     print(f"  {'whole step':<{width}}  {total * 1e3:8.3f} ms")
     return 0
 
