@@ -1,4 +1,5 @@
-"""argparse types shared by the subcommands: bad values become argparse errors, not tracebacks."""
+"""argparse types and arguments shared by the subcommands: bad values become argparse errors,
+not tracebacks."""
 
 from __future__ import annotations
 
@@ -22,3 +23,15 @@ def int_at_least(minimum: int, what: str):
 
 positive_int = int_at_least(1, "a positive integer")
 seed = int_at_least(0, "a non-negative integer")
+
+
+def add_train_samples(parser: argparse.ArgumentParser) -> None:
+    """--train-samples N: the seed's 'first 20,000 training images' (train and figures)."""
+    parser.add_argument(
+        "--train-samples",
+        type=positive_int,
+        default=20000,
+        metavar="N",
+        help="train on the first N training images, as the seed does "
+        "(default: 20000; fewer if the data has fewer)",
+    )

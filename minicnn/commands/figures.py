@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from minicnn import datasets, models, optimizers, viz
+from minicnn.commands.argtypes import add_train_samples
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers import Conv2D
@@ -56,14 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="epochs of the quick training run (default: 2)",
     )
-    parser.add_argument(
-        "--train-samples",
-        type=_positive_int,
-        default=20000,
-        metavar="N",
-        help="train on the first N training images, as the seed does "
-        "(default: 20000; fewer if the data has fewer)",
-    )
+    add_train_samples(parser)
     parser.add_argument(
         "--data",
         metavar="PATH",

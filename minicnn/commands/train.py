@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from minicnn import config, datasets, kernels, models, optimizers
+from minicnn.commands.argtypes import add_train_samples
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers.base import clear_session
@@ -43,14 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Keras-format .npz or a folder of the four IDX files (default: "
         "search $MINICNN_DATA, Keras's cache, download, offline sample)",
     )
-    parser.add_argument(
-        "--train-samples",
-        type=_positive_int,
-        default=20000,
-        metavar="N",
-        help="train on the first N training images, as the seed does "
-        "(default: 20000; fewer if the data has fewer)",
-    )
+    add_train_samples(parser)
     parser.add_argument("--epochs", type=_positive_int, default=6, help="(default: 6)")
     parser.add_argument("--batch-size", type=_positive_int, default=128, help="(default: 128)")
     parser.add_argument(

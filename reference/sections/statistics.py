@@ -50,34 +50,30 @@ def protocol_data(ds, n_train: int = 20_000):
 
 def train_minicnn(name: str, seed: int, data, epochs: int, batch_size: int) -> dict:
     """Build, compile and fit minicnn's model `name` from its own seeded initialisation."""
-    x, y, xt, yt = data
+    x, y = data[0], data[1]
     minicnn.set_random_seed(seed)
     model = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    t0 = time.perf_counter()
-    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, seed=seed)
-    seconds = time.perf_counter() - t0
-    test_loss, test_acc = model.evaluate(xt, yt, batch_size=1000, verbose=0)
-    return {
-        "seed": seed,
-        "test_accuracy": float(test_acc),
-        "test_loss": float(test_loss),
-        "train_loss": float(hist.history["loss"][-1]),
-        "fit_seconds": seconds,
-    }
+    return _fit_and_score(model, data, epochs, batch_size, seed, {"seed": seed})
 
 
 def train_keras(name: str, seed: int, data, epochs: int, batch_size: int) -> dict:
     """The same with Keras: its own Glorot initialisation, Dropout and shuffling, seeded."""
-    x, y, xt, yt = data
+    x, y = data[0], data[1]
     keras.utils.set_random_seed(seed)
     spec = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
     kmodel = to_keras(spec, dropout="keras", copy_weights=False)
-    kmodel.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return _fit_and_score(kmodel, data, epochs, batch_size, seed, {})
+
+
+def _fit_and_score(model, data, epochs: int, batch_size: int, seed: int, fit_kwargs) -> dict:
+    """Compile, fit and evaluate a minicnn or Keras model (the same API) the protocol's way;
+    fit_kwargs: what only one library's fit takes (minicnn's shuffle seed)."""
+    x, y, xt, yt = data
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     t0 = time.perf_counter()
-    hist = kmodel.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, **fit_kwargs)
     seconds = time.perf_counter() - t0
-    test_loss, test_acc = kmodel.evaluate(xt, yt, batch_size=1000, verbose=0)
+    test_loss, test_acc = model.evaluate(xt, yt, batch_size=1000, verbose=0)
     return {
         "seed": seed,
         "test_accuracy": float(test_acc),
