@@ -18,6 +18,16 @@ import io
 import os
 import warnings
 
+from minicnn.atomic import atomic_write, check_folder_writable, check_writable
+from minicnn.validation import (
+    ArgumentTypeError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    invalid,
+)
+
 
 class Callback:
     """Base class; override the hooks you need."""
@@ -102,20 +112,15 @@ class MonitorCallback(Callback):
 
     def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
         super().__init__()
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(
-                f"Invalid value for argument mode. Expected 'auto', 'min' or "
-                f"'max'. Received: mode={mode!r}"
-            )
+        mode = check_choice(mode, "mode", ("auto", "min", "max"))
         if not isinstance(monitor, str):
-            raise TypeError(
-                f"Invalid value for argument monitor. Expected a logs key such as "
-                f"'val_loss'. Received: monitor={monitor!r}"
-            )
+            raise invalid("monitor", "a logs key such as 'val_loss'", monitor, ArgumentTypeError)
+        if baseline is not None:
+            baseline = check_float(baseline, "baseline")
         self.monitor = monitor
         self.mode = mode
         self.best = baseline
-        self.min_delta = abs(min_delta)
+        self.min_delta = abs(check_float(min_delta, "min_delta"))
         self.direction = mode if mode != "auto" else self._auto_direction(monitor)
 
     def _auto_direction(self, monitor) -> str:
@@ -172,17 +177,11 @@ class EarlyStopping(MonitorCallback):
         start_from_epoch=0,
     ):
         super().__init__(monitor, mode, min_delta=min_delta)
-        for arg, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"Invalid value for argument {arg}. Expected a non-negative "
-                    f"int. Received: {arg}={value!r}"
-                )
-        self.patience = patience
-        self.verbose = verbose
-        self.baseline = baseline
-        self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = start_from_epoch
+        self.patience = check_int(patience, "patience", minimum=0)
+        self.start_from_epoch = check_int(start_from_epoch, "start_from_epoch", minimum=0)
+        self.verbose = check_int(verbose, "verbose", minimum=0)
+        self.baseline = None if baseline is None else check_float(baseline, "baseline")
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
         self.wait = 0
         self.stopped_epoch = 0
         self.best_weights = None
@@ -255,7 +254,7 @@ class ModelCheckpoint(MonitorCallback):
         initial_value_threshold: a best value to beat from the start (Keras's name).
         verbose: 1 prints a line per save decision, as Keras.
 
-    Every write goes through saving.atomic_write (temp file, fsync, os.replace): a crash
+    Every write goes through atomic.atomic_write (temp file, fsync, os.replace): a crash
     mid-write leaves the previous checkpoint whole.
     """
 
@@ -270,6 +269,8 @@ class ModelCheckpoint(MonitorCallback):
         initial_value_threshold=None,
     ):
         super().__init__(monitor, mode, baseline=initial_value_threshold)
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise invalid("filepath", "a path ending in '.npz'", filepath, ArgumentTypeError)
         self.filepath = os.fspath(filepath)
         if not self.filepath.endswith(".npz"):
             raise ValueError(
@@ -277,9 +278,17 @@ class ModelCheckpoint(MonitorCallback):
                 f"the filepath must end in '.npz'. Received: "
                 f"filepath={self.filepath!r}"
             )
-        self.verbose = verbose
-        self.save_best_only = bool(save_best_only)
-        self.save_weights_only = bool(save_weights_only)
+        self.verbose = check_int(verbose, "verbose", minimum=0)
+        self.save_best_only = check_bool(save_best_only, "save_best_only")
+        self.save_weights_only = check_bool(save_weights_only, "save_weights_only")
+
+    def on_train_begin(self, logs=None):
+        # A folder that cannot be written should stop fit() now, not after an epoch of work.
+        # Only the part of the path before any {placeholder} is known yet.
+        static = self.filepath.split("{", 1)[0]
+        folder = os.path.dirname(static) if "{" in self.filepath else os.path.dirname(
+            self.filepath)
+        check_folder_writable(folder or ".", "ModelCheckpoint filepath")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -340,14 +349,19 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
+        if not isinstance(filename, (str, os.PathLike)):
+            raise invalid("filename", "a path", filename, ArgumentTypeError)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise invalid("separator", "one character", separator)
         self.filename = os.fspath(filename)
         self.sep = separator
-        self.append = bool(append)
+        self.append = check_bool(append, "append")
         self.keys = None
         self._text = ""
         self._header = True
 
     def on_train_begin(self, logs=None):
+        check_writable(self.filename, "CSVLogger filename")  # now, not after the first epoch
         self._text, self._header, self.keys = "", True, None
         if self.append and os.path.exists(self.filename):
             with open(self.filename, newline="") as f:
@@ -367,7 +381,5 @@ class CSVLogger(Callback):
             self._header = False
         writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
         self._text += buf.getvalue()
-        from minicnn.saving import atomic_write  # saving imports the model, which imports us
-
         data = self._text.encode()
         atomic_write(self.filename, lambda f: f.write(data))

@@ -30,7 +30,7 @@ def compute_scope(backend: str):
         from minicnn.kernels import numba_available
 
         if numba_available():
-            from minicnn.kernels.numba_config import blas_single_threaded
+            from minicnn.kernels import numba_config
 
-            return blas_single_threaded()
+            return numba_config.compute_scope()
     return contextlib.nullcontext()

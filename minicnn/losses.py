@@ -41,22 +41,35 @@ class CategoricalCrossentropy:
         """Targets as a float (N, K) array."""
         return y.astype(dtype, copy=False)
 
-    def from_logits(self, y, z):
-        """Fused softmax + crossentropy.  y, z (N, K) -> (loss, dL/dz (N, K))."""
+    def from_logits(self, y, z, sample_weight=None):
+        """Fused softmax + crossentropy.  y, z (N, K), sample_weight (N,) or None
+        -> (loss, dL/dz (N, K)).
+
+        With weights w the loss is sum_n w_n l_n / N (Keras's sum_over_batch_size: divided by
+        the number of samples, not by the sum of the weights), and dL/dz_n = w_n (p_n - y_n) / N.
+        """
         y = self.one_hot(y, z.dtype, z.shape[-1])
         logp = log_softmax(z)
         n = z.shape[0]
-        loss = -(y * logp).sum() / n
-        dz = (np.exp(logp) - y) / np.asarray(n, dtype=z.dtype)
+        if sample_weight is None:
+            loss = -(y * logp).sum() / n
+            dz = (np.exp(logp) - y) / np.asarray(n, dtype=z.dtype)
+            return float(loss), dz
+        w = np.asarray(sample_weight, dtype=z.dtype).reshape(n, 1)
+        loss = -((y * logp).sum(axis=-1) * w[:, 0]).sum() / n
+        dz = (np.exp(logp) - y) * (w / np.asarray(n, dtype=z.dtype))
         return float(loss), dz
 
-    def from_probabilities(self, y, p):
-        """Keras's clipped path.  y, p (N, K) -> (loss, dL/dp (N, K))."""
+    def from_probabilities(self, y, p, sample_weight=None):
+        """Keras's clipped path.  y, p (N, K), sample_weight (N,) or None
+        -> (loss, dL/dp (N, K))."""
         y = self.one_hot(y, p.dtype, p.shape[-1])
         s = p.sum(axis=-1, keepdims=True)
         pn = p / s
         pc = np.clip(pn, EPSILON, 1 - EPSILON)
         n = p.shape[0]
+        if sample_weight is not None:
+            y = y * np.asarray(sample_weight, dtype=p.dtype).reshape(n, 1)  # w_n l_n, linear in y
         loss = -(y * np.log(pc)).sum() / n
         g = -y / pc / n * ((pn >= EPSILON) & (pn <= 1 - EPSILON))     # clip passes inside only
         dp = (g - (g * pn).sum(axis=-1, keepdims=True)) / s           # through p / sum(p)

@@ -6,42 +6,107 @@ One training step, the whole of backprop in four lines (see ``_train_step``):
     loss, dout = loss_and_gradient(y, out)   # fused softmax + crossentropy: (p - y) / N
     backward(dout)                           # each layer fills layer.grads
     optimizer.apply(params, grads)           # in place
+
+Off the happy path (README, "Reliability"):
+
+* every public method checks all of its arguments before it changes anything, so a rejected
+  call leaves weights, optimizer state, layers, compile state and dropout counters as they were;
+* inputs are checked finite after the cast to the model's float dtype;
+* a training step whose loss or update would be NaN or inf raises FloatingPointError and
+  leaves the model as it was before that step (the optimizer checks every new value before it
+  writes any; dropout counters and moving statistics are put back);
+* predict and evaluate raise FloatingPointError rather than return NaN or inf;
+* the methods that run the layers hold the model's lock, so one model may be used from several
+  threads (calls take turns: the kernels already use every core).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import sys
+import threading
 import time
 
 import numpy as np
 
 from minicnn import config, fusion, losses, optimizers
-from minicnn.callbacks import CallbackList, History
-from minicnn.layers.base import Layer, unique_name
+from minicnn.callbacks import Callback, CallbackList, History
+from minicnn.layers.base import Layer, check_shape, unique_name
 from minicnn.progbar import Progbar
 from minicnn.random import draw_seed
 from minicnn.summary import summary_lines
+from minicnn.validation import (
+    ArgumentTypeError,
+    check_bool,
+    check_float,
+    check_int,
+    check_name,
+    check_seed,
+    invalid,
+)
+
+DEFAULT_BATCH_SIZE = 32  # Keras's batch_size=None
 
 
-def _check_x(x, name="x"):
-    """A finite, real-valued array (checked before any work, so nothing is half-done)."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"Invalid dtype for argument {name}. Expected a real numeric array. "
-                        f"Received: {name}.dtype={x.dtype}")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise ValueError(f"Argument {name} contains {bad} NaN or inf value(s).")
-    return x
+def as_float_array(value, arg: str, dtype) -> np.ndarray:
+    """value as a real array of dtype, all finite; checked after the cast.
+
+    The cast is where float64 data above float32's range (|x| > 3.4e38) turns into inf, so the
+    check comes after it. Raises ArgumentTypeError for non-numeric data, ValueError for NaN/inf.
+    """
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:  # a ragged nested list, say
+        raise invalid(arg, "an array of numbers", value, ArgumentTypeError) from e
+    if a.dtype.kind not in "biuf":
+        raise ArgumentTypeError(
+            f"Invalid dtype for argument {arg}. Expected a real numeric array. "
+            f"Received: {arg}.dtype={a.dtype}"
+        )
+    if a.dtype != dtype:
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = a.astype(dtype)
+    else:
+        cast = a
+    if not _all_finite(cast):
+        bad = int(cast.size - np.count_nonzero(np.isfinite(cast)))
+        if _all_finite(a):
+            raise ValueError(
+                f"Argument {arg} holds {bad} value(s) beyond the range of {np.dtype(dtype).name} "
+                f"(largest {float(np.abs(a).max()):.3g}): they would become inf when cast."
+            )
+        raise ValueError(f"Argument {arg} contains {bad} NaN or inf value(s).")
+    return cast
 
 
-def _in_compute_scope(method):
-    """Run method inside the backend's compute scope (fusion.compute_scope)."""
+def _all_finite(a) -> bool:
+    # min and max propagate NaN: two reductions and no temporary the size of a
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return True
+    return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
+def _batch_size(value, arg="batch_size") -> int:
+    """Keras's batch_size: None means 32."""
+    return DEFAULT_BATCH_SIZE if value is None else check_int(value, arg, minimum=1)
+
+
+def _verbose(value) -> int:
+    """Keras's verbose: 'auto' (= 1), 0 (silent), 1 (progress bar) or 2 (one line per epoch)."""
+    if value == "auto" and isinstance(value, str):
+        return 1
+    if isinstance(value, str):
+        raise invalid("verbose", "'auto', 0, 1 or 2", value)
+    return check_int(value, "verbose", minimum=0, maximum=2)
+
+
+def _guarded(method):
+    """Run method holding the model's lock, inside the backend's compute scope."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with fusion.compute_scope(config.get_backend()):
+        with self._lock, fusion.compute_scope(config.get_backend()):
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -56,7 +121,12 @@ class Sequential:
     """
 
     def __init__(self, layers=None, name=None):
+        name = check_name(name)
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise invalid("layers", "a list of Layer instances or None", layers,
+                          ArgumentTypeError)
         self.name = name or unique_name("sequential")
+        self._lock = threading.RLock()
         self._layers: list[Layer] = []
         self.loss = None
         self.optimizer = None
@@ -68,37 +138,84 @@ class Sequential:
         for layer in layers or []:
             self.add(layer)
 
+    def __getstate__(self):  # copy.deepcopy and pickle: a lock cannot be copied
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_units_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # --- building ----------------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
     def add(self, layer: Layer) -> None:
+        """Append a layer; built at once if the model's input shape is known (as Keras).
+
+        The layer must accept the current output: if it cannot (a Conv2D after a Flatten,
+        say), ValueError is raised and the model is unchanged.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"Only minicnn Layer instances can be added to a Sequential model. "
                             f"Received: {layer!r}")
-        self._layers.append(layer)
-        self._units_cache = None
-        if len(self._layers) == 1 and layer.input_shape is not None:
-            self.build(layer.input_shape)
-        elif self.input_shape is not None:
-            # build the new layer at once, as Keras does, so summary() works before fit
-            self.build(self.input_shape)
+        if any(layer is other for other in self._layers):
+            raise ValueError(f"Layer {layer.name!r} is already in model {self.name!r}: a layer "
+                             f"object can appear once (create a new layer).")
+        with self._lock:
+            shape = self.input_shape
+            if shape is None and not self._layers and layer.input_shape is not None:
+                shape = layer.input_shape
+            if shape is not None:
+                self._infer_shapes(shape, [*self._layers, layer])  # raises before any change
+            self._layers.append(layer)
+            self._units_cache = None
+            if shape is not None:
+                self.build(shape)
 
     @property
     def built(self) -> bool:
         return self.input_shape is not None and all(layer.built for layer in self._layers)
 
+    def _infer_shapes(self, input_shape, layers=None) -> list[tuple[int, ...]]:
+        """Per-sample output shape of every layer for input_shape, without building anything;
+        ValueError naming the first layer that cannot take its input."""
+        shapes, shape = [], tuple(input_shape)
+        for layer in self._layers if layers is None else layers:
+            if layer.built and shape != layer.built_input_shape:
+                raise ValueError(f"Layer {layer.name!r} was built for inputs of shape "
+                                 f"{(None, *layer.built_input_shape)}, but here it would "
+                                 f"receive {(None, *shape)}.")
+            try:
+                shape = tuple(layer.compute_output_shape(shape))
+            except ValueError as e:
+                raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot take "
+                                 f"inputs of shape {(None, *shape)}: {e}") from e
+            if not all(d > 0 for d in shape):
+                raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) would output "
+                                 f"an empty shape {(None, *shape)} from inputs of shape "
+                                 f"{(None, *tuple(input_shape))}.")
+            shapes.append(shape)
+        return shapes
+
     def build(self, input_shape) -> None:
-        """Create every layer's weights for per-sample input_shape, e.g. (28, 28, 1)."""
+        """Create every layer's weights for per-sample input_shape, e.g. (28, 28, 1).
+
+        All shapes are checked first; if a layer cannot take its input, nothing is built.
+        """
         if not self._layers:
             raise ValueError("Cannot build an empty Sequential model: add layers first.")
-        shape = tuple(int(d) for d in input_shape)
-        self.input_shape = shape
-        for layer in self._layers:
-            layer.build_for(shape)
-            shape = layer.compute_output_shape(shape)
-        self._set_input_grad_flags()
+        input_shape = shape = check_shape(input_shape)
+        with self._lock:
+            self._infer_shapes(shape)
+            for layer in self._layers:
+                layer.build_for(shape)
+                shape = layer.compute_output_shape(shape)
+            self.input_shape = input_shape
+            self._set_input_grad_flags()
 
     def _set_input_grad_flags(self):
         # The first layer's input is data: computing its gradient would be wasted work.
@@ -111,29 +228,33 @@ class Sequential:
         if self.input_shape is None:
             raise ValueError("The model is not built yet: call build(input_shape), fit or "
                              "predict first, or give the first layer input_shape=.")
-        shapes, shape = [], self.input_shape
-        for layer in self._layers:
-            shape = layer.compute_output_shape(shape)
-            shapes.append(tuple(shape))
-        return shapes
-
-    def _ensure_built(self, x):
-        if not self.built:
-            self.build(x.shape[1:])
-        elif tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"Input 0 of model {self.name!r} is incompatible: expected shape "
-                             f"{(None, *self.input_shape)}, received {tuple(x.shape)}.")
+        return self._infer_shapes(self.input_shape)
 
     # --- compile -----------------------------------------------------------------------------
-    def compile(self, loss="categorical_crossentropy", optimizer="adam", metrics=None):
-        """Choose the loss, the optimizer and the metrics ('accuracy' is the one supported)."""
-        self.loss = losses.get(loss)
-        self.optimizer = optimizers.get(optimizer)
-        metrics = list(metrics or [])
+    def compile(self, optimizer="adam", loss="categorical_crossentropy", metrics=None):
+        """Choose the optimizer, the loss and the metrics ('accuracy' is the one computed).
+
+        Keras's order (optimizer, loss, metrics); the defaults are the seed's (Keras's are
+        'rmsprop', which minicnn does not have, and no loss). Everything is resolved and
+        checked before anything is replaced: a compile() that fails leaves the previous one in
+        force. metrics may be a list, or one string (Keras 2 accepted that; Keras 3 does not).
+        """
+        new_loss = losses.get(loss)
+        new_optimizer = optimizers.get(optimizer)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, str):
+            metrics = [metrics]
+        elif not isinstance(metrics, (list, tuple)):
+            raise invalid("metrics", "a list of metric names such as ['accuracy']", metrics,
+                          ArgumentTypeError)
         for m in metrics:
             if m not in ("accuracy", "acc"):
-                raise ValueError(f"Unsupported metric {m!r}: minicnn computes 'accuracy'.")
-        self.metrics = ["accuracy"] if metrics else []
+                raise invalid("metrics", "a list holding 'accuracy' (the metric minicnn "
+                              "computes)", metrics)
+        with self._lock:
+            self.loss, self.optimizer = new_loss, new_optimizer
+            self.metrics = ["accuracy"] if metrics else []
 
     def _require_compiled(self, what):
         if self.loss is None or self.optimizer is None:
@@ -147,7 +268,10 @@ class Sequential:
         return self._units_cache[1]
 
     def forward(self, x, training=False):
-        """Run x (N, *input_shape) through every layer; returns the last layer's output."""
+        """Run x (N, *input_shape) through every layer; returns the last layer's output.
+
+        The raw pass, for teaching and tests: no checks, no lock (predict has both).
+        """
         for unit in self._units():
             x = unit.forward(x, training=training)
         return x
@@ -163,12 +287,12 @@ class Sequential:
         return (getattr(getattr(last, "activation", None), "name", None) in ("softmax", "sigmoid")
                 and hasattr(last, "preactivation"))
 
-    def loss_and_gradient(self, y, out):
+    def loss_and_gradient(self, y, out, sample_weight=None):
         """(loss, gradient to feed backward) for targets y and the model's output."""
         last = self._layers[-1]
         if self._fused_loss():
-            return self.loss.from_logits(y, last.preactivation)
-        return self.loss.from_probabilities(y, out)
+            return self.loss.from_logits(y, last.preactivation, sample_weight)
+        return self.loss.from_probabilities(y, out, sample_weight)
 
     def backward(self, dout):
         """Backprop dout from the loss through every unit, filling each layer's grads."""
@@ -198,17 +322,46 @@ class Sequential:
                 grads.append(layer.grads[k])
         return params, grads
 
-    def _train_step(self, x, y):
-        out = self.forward(x, training=True)
-        loss, dout = self.loss_and_gradient(y, out)
-        self.backward(dout)
-        loss += self.regularization_loss()
-        self.optimizer.apply(*self.trainable_params())
+    def _param_name(self, index: int) -> str:
+        """'conv2d.kernel' for the index-th trainable parameter."""
+        names = [f"{layer.name}.{k}" for layer in self._layers for k in layer.trainable_names]
+        return names[index] if 0 <= index < len(names) else f"parameter {index}"
+
+    def _train_step(self, x, y, sample_weight=None):
+        """One step; on a non-finite loss or update, the model is put back as it was before the
+        step (dropout counters and moving statistics included) and FloatingPointError raised."""
+        before = [layer.state_snapshot() for layer in self._layers]
+        try:
+            out = self.forward(x, training=True)
+            loss, dout = self.loss_and_gradient(y, out, sample_weight)
+            loss += self.regularization_loss()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the loss is {loss}")
+            for layer in self._layers:  # moving statistics, updated by the forward pass
+                for k in layer.non_trainable:
+                    if not _all_finite(layer.params[k]):
+                        raise FloatingPointError(f"{layer.name}.{k} became non-finite")
+            self.backward(dout)
+            try:
+                self.optimizer.apply(*self.trainable_params())
+            except optimizers.NonFiniteUpdateError as e:
+                raise FloatingPointError(
+                    f"the update of {self._param_name(e.index)} would be non-finite "
+                    f"({str(e).split('(', 1)[-1].rstrip(')')})"
+                ) from None
+        except FloatingPointError as e:
+            for layer, state in zip(self._layers, before):
+                layer.restore_state(state)
+            raise FloatingPointError(
+                f"{e}; the step was not applied: the model keeps its weights and optimizer "
+                f"state from before it (iterations={self.optimizer.iterations}). Lower the "
+                f"learning rate or check the data."
+            ) from None
         return loss, out
 
-    def _test_step(self, x, y):
+    def _test_step(self, x, y, sample_weight=None):
         out = self.forward(x, training=False)
-        loss, _ = self.loss_and_gradient(y, out)
+        loss, _ = self.loss_and_gradient(y, out, sample_weight)
         return loss + self.regularization_loss(), out
 
     @staticmethod
@@ -217,64 +370,129 @@ class Sequential:
         true = y.argmax(axis=-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
         return int(np.count_nonzero(pred == true))
 
-    # --- checks ------------------------------------------------------------------------------
-    def _prepare(self, x, y=None):
-        x = _check_x(x)
+    def _non_finite_output(self, what: str) -> FloatingPointError:
+        """The error for NaN/inf coming out of the layers, naming non-finite weights if any."""
+        bad = [f"{layer.name}.{k}" for layer in self._layers for k, w in layer.params.items()
+               if not _all_finite(w)]
+        why = (f"the weights {', '.join(bad)} hold NaN or inf" if bad else
+               "a value overflowed the float range inside the model")
+        return FloatingPointError(f"{what} produced NaN or inf: {why}.")
+
+    # --- checks (nothing in this section changes the model) -----------------------------------
+    def _dtype(self):
+        if self._layers and self._layers[0].dtype is not None:
+            return np.dtype(self._layers[0].dtype)
+        return np.dtype(config.floatx())
+
+    def _check_x(self, x, arg="x") -> np.ndarray:
+        """x as a finite float batch whose sample shape fits the model (built or not)."""
+        if not self._layers:
+            raise ValueError(f"Model {self.name!r} has no layers: add layers before using it.")
+        if x is None:
+            raise invalid(arg, "an array of shape (N, *input_shape)", x, ArgumentTypeError)
+        x = as_float_array(x, arg, self._dtype())
         if x.ndim < 2:
-            raise ValueError(f"Argument x must be a batch of samples (ndim >= 2), received "
-                             f"shape {x.shape}.")
-        self._ensure_built(x)
-        x = x.astype(self._layers[0].dtype, copy=False)
+            raise ValueError(f"Argument {arg} must be a batch of samples (ndim >= 2). "
+                             f"Received: {arg}.shape={x.shape}")
+        if self.input_shape is not None:
+            if tuple(x.shape[1:]) != self.input_shape:
+                raise ValueError(f"Input 0 of model {self.name!r} is incompatible: expected "
+                                 f"shape {(None, *self.input_shape)}, received {x.shape}.")
+        else:
+            check_shape(x.shape[1:], f"{arg}.shape[1:]")
+            self._infer_shapes(x.shape[1:])
+        return x
+
+    def _check_xy(self, x, y, sample_weight=None, prefix=""):
+        """(x, y, sample_weight) checked against the model and its loss; nothing built."""
+        x = self._check_x(x, f"{prefix}x")
         if y is None:
-            return x, None
-        y = _check_x(y, "y")
-        if len(y) != len(x):
-            raise ValueError(f"x and y must have the same number of samples, received "
-                             f"{len(x)} and {len(y)}.")
-        n_out = self.output_shapes()[-1][-1]
-        return x, self.loss.check_targets(y, n_out)
+            raise invalid(f"{prefix}y", "targets with one row per sample of x", y,
+                          ArgumentTypeError)
+        y = _check_targets_array(y, f"{prefix}y")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"Arguments {prefix}x and {prefix}y must have the same number of "
+                             f"samples. Received: {prefix}x with {len(x)}, {prefix}y with shape "
+                             f"{y.shape}.")
+        n_out = (self._infer_shapes(self.input_shape) if self.input_shape is not None
+                 else self._infer_shapes(x.shape[1:]))[-1][-1]
+        y = self.loss.check_targets(y, n_out)
+        if sample_weight is not None:
+            sample_weight = as_float_array(sample_weight, f"{prefix}sample_weight", x.dtype)
+            if sample_weight.ndim == 2 and sample_weight.shape[1] == 1:
+                sample_weight = sample_weight[:, 0]
+            if sample_weight.shape != (len(x),):
+                raise ValueError(f"Argument {prefix}sample_weight must have shape ({len(x)},), "
+                                 f"one weight per sample. Received: shape "
+                                 f"{sample_weight.shape}")
+        return x, y, sample_weight
+
+    def _check_validation_data(self, validation_data):
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise invalid("validation_data", "a tuple (x_val, y_val) or (x_val, y_val, "
+                          "val_sample_weight)", validation_data, ArgumentTypeError)
+        return self._check_xy(*validation_data, prefix="val_") if len(validation_data) == 3 \
+            else self._check_xy(*validation_data, None, prefix="val_")
+
+    def _ensure_built(self, x):
+        if not self.built:
+            self.build(x.shape[1:])
 
     # --- the Keras API -----------------------------------------------------------------------
-    @_in_compute_scope
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_data=None,
-            validation_split=0.0, shuffle=True, callbacks=None, seed=None, initial_epoch=0):
+    @_guarded
+    def fit(self, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
+            initial_epoch=0, seed=None):
         """Train for `epochs` passes over (x, y) in mini-batches; returns a History.
 
-        Shapes: x (N, *input_shape); y (N, K) one-hot, or (N,) for the sparse loss.
+        Keras's arguments, in Keras's order (batch_size None means 32), plus ``seed``.
+        Shapes: x (N, *input_shape); y (N, K) one-hot, or (N,) for the sparse loss;
+        sample_weight (N,) (the loss becomes sum_n w_n l_n / N, as Keras's).
         As in Keras, training runs epochs initial_epoch .. epochs - 1. Epoch e is shuffled by
         a generator seeded with (seed, e), so a run resumed with the same seed and
         initial_epoch=e sees exactly the batches the uninterrupted run would have.
         The epoch's loss and accuracy are running means over its batches, each weighted by its
         size and taken before that batch's update (what Keras logs). Validation runs at the end
         of each epoch with dropout off.
+        Raises FloatingPointError naming the epoch and step when a step's loss or update would
+        be NaN or inf; the model then holds the weights and optimizer state of the last good
+        step.
         """
         self._require_compiled("fit")
-        for arg, value in (("batch_size", batch_size), ("epochs", epochs)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"Invalid value for argument {arg}. Expected a positive int. "
-                                 f"Received: {arg}={value!r}")
-        if not isinstance(initial_epoch, (int, np.integer)) or not 0 <= initial_epoch < epochs:
-            raise ValueError(f"Invalid value for argument initial_epoch. Expected an int in "
-                             f"[0, epochs). Received: initial_epoch={initial_epoch!r}")
-        if not 0 <= validation_split < 1:
-            raise ValueError(f"Invalid value for argument validation_split. Expected a float "
-                             f"in [0, 1). Received: validation_split={validation_split!r}")
-        x, y = self._prepare(x, y)
-        if validation_split and validation_data is None:
+        batch_size = _batch_size(batch_size)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        verbose = _verbose(verbose)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
+        validation_split = check_float(validation_split, "validation_split", low=0, high=1,
+                                       high_open=True)
+        shuffle = check_bool(shuffle, "shuffle")
+        seed = check_seed(seed)
+        callbacks = _check_callbacks(callbacks)
+        x, y, sample_weight = self._check_xy(x, y, sample_weight)
+        if len(x) == 0:
+            raise ValueError("Argument x holds 0 samples: there is nothing to train on.")
+        val = self._check_validation_data(validation_data)
+        if validation_split and val is None:
             # Keras holds out the *last* fraction of the samples, before any shuffling
             cut = int(len(x) * (1 - validation_split))
             if cut in (0, len(x)):  # Keras's check (trainers/data_adapters/array_slicing.py)
                 raise ValueError(f"Training data contains {len(x)} samples, which is not "
                                  f"sufficient to split it into a validation and training set "
                                  f"as specified by validation_split={validation_split}.")
-            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-        if validation_data is not None:
-            vx, vy = self._prepare(*validation_data)
+            val = (x[cut:], y[cut:], None if sample_weight is None else sample_weight[cut:])
+            x, y = x[:cut], y[:cut]
+            sample_weight = None if sample_weight is None else sample_weight[:cut]
+        if val is not None and len(val[0]) == 0:
+            raise ValueError("validation_data holds 0 samples.")
+        # --- everything is checked: from here on the model changes ---
+        self._ensure_built(x)
         n = len(x)
         steps = -(-n // batch_size)
         base_seed = draw_seed(seed)
         history = History()
-        cbs = CallbackList([history, *(callbacks or [])], self,
+        cbs = CallbackList([history, *callbacks], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
         self.epoch_times: list[float] = []
@@ -293,10 +511,12 @@ class Sequential:
                 if shuffle:
                     idx = np.sort(idx)  # same batch, gathered in memory order
                 cbs.on_train_batch_begin(step)
-                loss, out = self._train_step(x[idx], y[idx])
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"Loss became {loss} at epoch {epoch + 1}, step "
-                                             f"{step + 1}: lower the learning rate.")
+                wb = None if sample_weight is None else sample_weight[idx]
+                try:
+                    loss, out = self._train_step(x[idx], y[idx], wb)
+                except FloatingPointError as e:
+                    raise FloatingPointError(f"Epoch {epoch + 1}, step {step + 1}/{steps}: "
+                                             f"{e}") from None
                 loss_sum += loss * len(idx)
                 correct += self._accuracy_count(y[idx], out)
                 seen += len(idx)
@@ -307,9 +527,9 @@ class Sequential:
                 if step + 1 < steps:
                     bar.update(step + 1, logs)
             self.epoch_times.append(time.perf_counter() - t0)
-            if validation_data is not None:
-                val = self.evaluate(vx, vy, batch_size=batch_size, verbose=0, return_dict=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
+            if val is not None:
+                scores = self._evaluate(*val, batch_size=batch_size, verbose=0)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
             bar.update(steps, logs, finalize=True)
             cbs.on_epoch_end(epoch, dict(sorted(logs.items())))
             if self.stop_training:
@@ -320,18 +540,39 @@ class Sequential:
         self.history = history
         return history
 
-    @_in_compute_scope
-    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
-        """Loss (and accuracy) on (x, y) with dropout off: [loss, accuracy], or loss alone."""
+    @_guarded
+    def evaluate(self, x, y, batch_size=None, verbose="auto", sample_weight=None,
+                 return_dict=False):
+        """Loss (and accuracy) on (x, y) with dropout off: [loss, accuracy], or loss alone.
+
+        Raises ValueError for 0 samples (a mean over nothing is undefined) and
+        FloatingPointError if the loss is NaN or inf.
+        """
         self._require_compiled("evaluate")
-        x, y = self._prepare(x, y)
+        batch_size = _batch_size(batch_size)
+        verbose = _verbose(verbose)
+        return_dict = check_bool(return_dict, "return_dict")
+        x, y, sample_weight = self._check_xy(x, y, sample_weight)
+        if len(x) == 0:
+            raise ValueError("Argument x holds 0 samples: the loss over no samples is "
+                             "undefined.")
+        self._ensure_built(x)
+        result = self._evaluate(x, y, sample_weight, batch_size=batch_size, verbose=verbose)
+        if return_dict:
+            return result
+        return [result["loss"], result["accuracy"]] if self.metrics else result["loss"]
+
+    def _evaluate(self, x, y, sample_weight, batch_size, verbose) -> dict:
         n = len(x)
         steps = -(-n // batch_size)
         bar = Progbar(steps, verbose=verbose)
         loss_sum, correct = 0.0, 0
         for step in range(steps):
             sl = slice(step * batch_size, (step + 1) * batch_size)
-            loss, out = self._test_step(x[sl], y[sl])
+            wb = None if sample_weight is None else sample_weight[sl]
+            loss, out = self._test_step(x[sl], y[sl], wb)
+            if not math.isfinite(loss):
+                raise self._non_finite_output(f"evaluate (batch {step + 1}/{steps})")
             loss_sum += loss * len(out)
             correct += self._accuracy_count(y[sl], out)
             logs = {"loss": loss_sum / min((step + 1) * batch_size, n)}
@@ -341,17 +582,19 @@ class Sequential:
         result = {"loss": loss_sum / n}
         if self.metrics:
             result["accuracy"] = correct / n
-        if return_dict:
-            return result
-        return [result["loss"], result["accuracy"]] if self.metrics else result["loss"]
+        return result
 
-    @_in_compute_scope
-    def predict(self, x, batch_size=32, verbose=0):
+    @_guarded
+    def predict(self, x, batch_size=None, verbose="auto"):
         """Output of the last layer (class probabilities for the seed model), dropout off.
 
-        Shapes: x (N, *input_shape) -> (N, *output_shape).
+        Shapes: x (N, *input_shape) -> (N, *output_shape); N = 0 gives an empty array.
+        Raises FloatingPointError rather than return NaN or inf.
         """
-        x, _ = self._prepare(x)
+        batch_size = _batch_size(batch_size)
+        verbose = 0 if verbose == "auto" else _verbose(verbose)
+        x = self._check_x(x)
+        self._ensure_built(x)
         n = len(x)
         out = np.empty((n, *self.output_shapes()[-1]), dtype=x.dtype)
         steps = -(-n // batch_size)
@@ -359,37 +602,60 @@ class Sequential:
         for step in range(steps):
             sl = slice(step * batch_size, (step + 1) * batch_size)
             out[sl] = self.forward(x[sl], training=False)
+            if not _all_finite(out[sl]):
+                raise self._non_finite_output(f"predict (batch {step + 1}/{steps})")
             bar.update(step + 1, {})
         return out
 
+    @_guarded
     def __call__(self, x, training=False):
-        x, _ = self._prepare(x)
+        training = check_bool(training, "training")
+        x = self._check_x(x)
+        self._ensure_built(x)
         return self.forward(x, training=training)
 
-    @_in_compute_scope
-    def train_on_batch(self, x, y):
-        """One optimizer step on one batch; returns [loss, accuracy] before the update."""
+    @_guarded
+    def train_on_batch(self, x, y, sample_weight=None):
+        """One optimizer step on one batch; returns [loss, accuracy] before the update.
+
+        Raises FloatingPointError (and changes nothing) if the step's loss or update would be
+        NaN or inf.
+        """
         self._require_compiled("train_on_batch")
-        x, y = self._prepare(x, y)
-        loss, out = self._train_step(x, y)
+        x, y, sample_weight = self._check_xy(x, y, sample_weight)
+        if len(x) == 0:
+            raise ValueError("Argument x holds 0 samples: there is nothing to train on.")
+        self._ensure_built(x)
+        loss, out = self._train_step(x, y, sample_weight)
         return [loss, self._accuracy_count(y, out) / len(x)] if self.metrics else loss
 
-    @_in_compute_scope
-    def test_on_batch(self, x, y):
+    @_guarded
+    def test_on_batch(self, x, y, sample_weight=None):
         """Loss (and accuracy) of one batch, no update."""
         self._require_compiled("test_on_batch")
-        x, y = self._prepare(x, y)
-        loss, out = self._test_step(x, y)
+        x, y, sample_weight = self._check_xy(x, y, sample_weight)
+        if len(x) == 0:
+            raise ValueError("Argument x holds 0 samples: the loss over no samples is "
+                             "undefined.")
+        self._ensure_built(x)
+        loss, out = self._test_step(x, y, sample_weight)
+        if not math.isfinite(loss):
+            raise self._non_finite_output("test_on_batch")
         return [loss, self._accuracy_count(y, out) / len(x)] if self.metrics else loss
 
     # --- weights and summary -----------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's weights in order, Keras's shapes: [conv kernel, conv bias, ...]."""
-        return [w for layer in self._layers for w in layer.get_weights()]
+        with self._lock:
+            return [w for layer in self._layers for w in layer.get_weights()]
 
     def set_weights(self, weights) -> None:
-        """Load get_weights()-ordered arrays; all shapes are checked before any is written."""
-        weights = list(weights)
+        """Load get_weights()-ordered arrays; all are checked (count, shapes, finiteness)
+        before any is written."""
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise invalid("weights", "a list of arrays", weights, ArgumentTypeError) from None
         expected = sum(len(layer.weight_names) for layer in self._layers)
         if len(weights) != expected:
             raise ValueError(f"Model {self.name!r} expects {expected} weight arrays, received "
@@ -398,14 +664,18 @@ class Sequential:
         staged = []
         for layer in self._layers:
             k = len(layer.weight_names)
+            ws = []
             for key, w in zip(layer.weight_names, weights[i : i + k]):
-                if np.shape(w) != layer.params[key].shape:
+                ws.append(as_float_array(w, f"weights[{i + len(ws)}] ({layer.name}.{key})",
+                                         layer.params[key].dtype))
+                if ws[-1].shape != layer.params[key].shape:
                     raise ValueError(f"Layer {layer.name!r} weight {key!r} has shape "
-                                     f"{layer.params[key].shape}, received {np.shape(w)}.")
-            staged.append((layer, weights[i : i + k]))
+                                     f"{layer.params[key].shape}, received {ws[-1].shape}.")
+            staged.append((layer, ws))
             i += k
-        for layer, ws in staged:
-            layer.set_weights(ws)
+        with self._lock:
+            for layer, ws in staged:
+                layer.set_weights(ws)
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self._layers)
@@ -435,16 +705,48 @@ class Sequential:
         """Write architecture, weights, compile and optimizer state to one .npz file."""
         from minicnn import saving
 
-        saving.save_model(self, path)
+        with self._lock:
+            saving.save_model(self, path)
 
     def save_weights(self, path) -> None:
         """Write only the weights to an .npz file (read back with load_weights)."""
         from minicnn import saving
 
-        saving.save_weights(self, path)
+        with self._lock:
+            saving.save_weights(self, path)
 
     def load_weights(self, path) -> None:
         """Set the weights from save_weights()/save() output; all checked before any is set."""
         from minicnn import saving
 
-        saving.load_weights(self, path)
+        with self._lock:
+            saving.load_weights(self, path)
+
+
+def _check_targets_array(y, arg) -> np.ndarray:
+    """y as a real array in its own dtype (class indices stay integers), finite."""
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as e:
+        raise invalid(arg, "an array of numbers", y, ArgumentTypeError) from e
+    if y.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"Invalid dtype for argument {arg}. Expected a real numeric "
+                                f"array. Received: {arg}.dtype={y.dtype}")
+    if not _all_finite(y):
+        bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+        raise ValueError(f"Argument {arg} contains {bad} NaN or inf value(s).")
+    return y
+
+
+def _check_callbacks(callbacks) -> list:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise invalid("callbacks", "a list of Callback instances", callbacks, ArgumentTypeError)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise invalid("callbacks", "a list of Callback instances", callbacks,
+                          ArgumentTypeError)
+    return list(callbacks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import config
+from minicnn.validation import check_bool, check_float, check_int
 
 
 def _compiled(name: str):
@@ -35,32 +36,91 @@ def _flat(*arrays):
     return [a.reshape(-1) for a in arrays]
 
 
+class NonFiniteUpdateError(FloatingPointError):
+    """A step would have made parameter ``index`` (or one of its slots) NaN or inf.
+
+    Raised before anything is written: the parameters, slots and step counter are as they were.
+    """
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
 class Optimizer:
-    """Base class: the step counter, slot bookkeeping and state for saving."""
+    """Base class: the step counter, slot bookkeeping and state for saving.
+
+    ``apply(params, grads)`` is one step in two phases: every parameter's new value (and its
+    slots') is computed and checked finite first, and only if all are is anything written.
+    """
 
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate):
-        if not np.isscalar(learning_rate) or not learning_rate > 0:
-            raise ValueError(f"Invalid value for argument learning_rate. Expected a positive "
-                             f"float. Received: learning_rate={learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
         self.iterations = 0
         self.slots: dict[str, list[np.ndarray]] = {}
 
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        # settable after compile, as Keras's; checked like the constructor argument
+        self._learning_rate = check_float(value, "learning_rate", low=0, low_open=True)
+
     def build(self, params: list[np.ndarray]) -> None:
-        self.slots = {name: [np.zeros_like(p) for p in params] for name in self.slot_names}
+        self.slots = self._zero_slots(params)
+
+    def _zero_slots(self, params) -> dict[str, list[np.ndarray]]:
+        return {name: [np.zeros_like(p) for p in params] for name in self.slot_names}
 
     def apply(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """One step: update every params[i] in place from grads[i]."""
-        if not self.slots and self.slot_names:
-            self.build(params)
-        for i, (w, g) in enumerate(zip(params, grads)):
-            self.update_step(i, w, g)
+        """One step: update every params[i] in place from grads[i], or raise and change nothing.
+
+        Raises NonFiniteUpdateError (a FloatingPointError) when the step would make a
+        parameter or a slot NaN or inf.
+        """
+        params, grads = list(params), list(grads)
+        _check_params_and_grads(params, grads)
+        slots = self.slots if (self.slots or not self.slot_names) else self._zero_slots(params)
+        per_param = [[slots[name][i] for name in self.slot_names] for i in range(len(params))]
+        compiled = _compiled_pair(self)
+        flats = [_flat(w, g, *s) for w, g, s in zip(params, grads, per_param)]
+        if compiled is not None and all(f is not None for f in flats):
+            is_finite, update = compiled
+            args = [self._kernel_args(w.dtype.type) for w in params]
+            for i, (flat, a) in enumerate(zip(flats, args)):
+                if not is_finite(*flat, *a):
+                    raise self._non_finite(i, grads[i])
+            for flat, a in zip(flats, args):
+                update(*flat, *a)
+        else:
+            new = [self.step(w, g, *s) for w, g, s in zip(params, grads, per_param)]
+            for i, arrays in enumerate(new):
+                if not all(_all_finite(a) for a in arrays):
+                    raise self._non_finite(i, grads[i])
+            for w, s, arrays in zip(params, per_param, new):
+                for target, value in zip((w, *s), arrays):
+                    np.copyto(target, value)
+        self.slots = slots
         self.iterations += 1
 
-    def update_step(self, i: int, w: np.ndarray, g: np.ndarray) -> None:
+    def step(self, w, g, *slots) -> tuple[np.ndarray, ...]:
+        """The rule on whole arrays: (new w, *new slots) from w, g and the slots; pure."""
         raise NotImplementedError
+
+    def _kernel_args(self, dt) -> tuple:
+        """The scalars the compiled pair takes after the arrays, in the parameters' dtype."""
+        raise NotImplementedError
+
+    def _non_finite(self, i, g) -> NonFiniteUpdateError:
+        bad = int(g.size - np.count_nonzero(np.isfinite(g)))
+        why = (f"its gradient holds {bad} NaN or inf value(s)" if bad else
+               "its gradient is finite but the update overflows")
+        return NonFiniteUpdateError(
+            i, f"the {type(self).__name__} step would make parameter {i} non-finite ({why})")
 
     def variables(self) -> list[np.ndarray]:
         """Slot arrays in Keras's order (all m, then all v) for counting and saving."""
@@ -72,20 +132,26 @@ class Optimizer:
                    for i, a in enumerate(self.slots.get(name, []))}}
 
     def set_state(self, state: dict, params: list[np.ndarray]) -> None:
-        """Restore iterations and slots saved by get_state (shapes checked against params)."""
-        self.build(params)
+        """Restore iterations and slots saved by get_state; everything is checked (shapes,
+        finiteness, iterations >= 0) before anything is set."""
+        iterations = check_int(state.get("iterations"), "iterations", minimum=0)
+        slots = self._zero_slots(params)
         for name in self.slot_names:
             for i, p in enumerate(params):
                 key = f"{name}_{i}"
                 if key not in state:
-                    if int(state["iterations"]) == 0:
+                    if iterations == 0:
                         continue
                     raise ValueError(f"Optimizer state is missing slot {key!r}.")
-                if state[key].shape != p.shape:
-                    raise ValueError(f"Optimizer slot {key!r} has shape {state[key].shape}, "
+                value = np.asarray(state[key])
+                if value.shape != p.shape:
+                    raise ValueError(f"Optimizer slot {key!r} has shape {value.shape}, "
                                      f"but the parameter has shape {p.shape}.")
-                self.slots[name][i][...] = state[key]
-        self.iterations = int(state["iterations"])
+                if not _all_finite(value):
+                    raise ValueError(f"Optimizer slot {key!r} holds NaN or inf values.")
+                slots[name][i][...] = value
+        self.slots = slots if self.slot_names else {}
+        self.iterations = iterations
 
     def get_config(self) -> dict:
         raise NotImplementedError
@@ -104,30 +170,23 @@ class Adam(Optimizer):
     slot_names = ("momentums", "velocities")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        self.beta_1 = check_float(beta_1, "beta_1", low=0, high=1, high_open=True)
+        self.beta_2 = check_float(beta_2, "beta_2", low=0, high=1, high_open=True)
+        self.epsilon = check_float(epsilon, "epsilon", low=0, low_open=True)
         super().__init__(learning_rate)
-        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"Invalid value for argument {arg}. Expected a float in "
-                                 f"[0, 1). Received: {arg}={value!r}")
-        if not epsilon > 0:
-            raise ValueError(f"Invalid value for argument epsilon. Expected a positive float. "
-                             f"Received: epsilon={epsilon!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def update_step(self, i, w, g):
-        dt = w.dtype.type
+    def _kernel_args(self, dt):
         t = dt(self.iterations + 1)
         # Keras evaluates alpha in the variable's dtype; doing the same keeps float32 bit-close
         alpha = dt(self.learning_rate) * np.sqrt(dt(1) - dt(self.beta_2) ** t) / (
             dt(1) - dt(self.beta_1) ** t)
-        m, v = self.slots["momentums"][i], self.slots["velocities"][i]
-        kernel, flat = _compiled("adam_update"), _flat(w, g, m, v)
-        if kernel is not None and flat is not None:
-            kernel(*flat, alpha, dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon))
-            return
-        m += (g - m) * dt(1 - self.beta_1)
-        v += (g * g - v) * dt(1 - self.beta_2)
-        w -= (m * alpha) / (np.sqrt(v) + dt(self.epsilon))
+        return alpha, dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon)
+
+    def step(self, w, g, m, v):
+        alpha, one_minus_b1, one_minus_b2, eps = self._kernel_args(w.dtype.type)
+        m = m + (g - m) * one_minus_b1
+        v = v + (g * g - v) * one_minus_b2
+        return w - (m * alpha) / (np.sqrt(v) + eps), m, v
 
     def get_config(self):
         return {"name": "Adam", "learning_rate": self.learning_rate, "beta_1": self.beta_1,
@@ -143,34 +202,55 @@ class SGD(Optimizer):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"Invalid value for argument momentum. Expected a float in "
-                             f"[0, 1]. Received: momentum={momentum!r}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = check_float(momentum, "momentum", low=0, high=1)
+        self.nesterov = check_bool(nesterov, "nesterov")
         self.slot_names = ("momentums",) if self.momentum != 0 else ()
+        super().__init__(learning_rate)
 
-    def update_step(self, i, w, g):
-        dt = w.dtype.type
-        lr = dt(self.learning_rate)
+    def _kernel_args(self, dt):
+        return dt(self.learning_rate), dt(self.momentum), self.nesterov
+
+    def step(self, w, g, *m):
+        lr, mu, _ = self._kernel_args(w.dtype.type)
         if self.momentum == 0:
-            w -= g * lr
-            return
-        mu = dt(self.momentum)
-        m = self.slots["momentums"][i]
-        kernel, flat = _compiled("sgd_momentum_update"), _flat(w, g, m)
-        if kernel is not None and flat is not None:
-            kernel(*flat, lr, mu, self.nesterov)
-            return
-        m[...] = m * mu - g * lr
-        if self.nesterov:
-            w += m * mu - g * lr
-        else:
-            w += m
+            return (w - g * lr,)
+        m = m[0] * mu - g * lr
+        return (w + (m * mu - g * lr if self.nesterov else m)), m
 
     def get_config(self):
         return {"name": "SGD", "learning_rate": self.learning_rate, "momentum": self.momentum,
                 "nesterov": self.nesterov}
+
+
+def _compiled_pair(opt):
+    """(is_finite, update) kernels of kernels/numba_optimizers.py for opt, when the 'numba'
+    backend is in force and the rule has them (plain SGD is one NumPy expression)."""
+    if isinstance(opt, Adam):
+        names = ("adam_update_is_finite", "adam_update")
+    elif isinstance(opt, SGD) and opt.momentum != 0:
+        names = ("sgd_momentum_update_is_finite", "sgd_momentum_update")
+    else:
+        return None
+    pair = tuple(_compiled(name) for name in names)
+    return pair if pair[0] is not None else None
+
+
+def _all_finite(a) -> bool:
+    # min and max propagate NaN, so two reductions without a temporary answer it
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
+def _check_params_and_grads(params, grads) -> None:
+    if len(params) != len(grads):
+        raise ValueError(f"Expected one gradient per parameter: received {len(grads)} "
+                         f"gradients for {len(params)} parameters.")
+    for i, (w, g) in enumerate(zip(params, grads)):
+        if not isinstance(w, np.ndarray) or not isinstance(g, np.ndarray):
+            raise TypeError(f"Parameter {i} and its gradient must be NumPy arrays. Received: "
+                            f"{type(w).__name__} and {type(g).__name__}.")
+        if g.shape != w.shape or g.dtype != w.dtype:
+            raise ValueError(f"The gradient of parameter {i} is {g.dtype} {g.shape}, the "
+                             f"parameter {w.dtype} {w.shape}: they must match.")
 
 
 _BY_NAME = {"adam": Adam, "sgd": SGD}
@@ -187,6 +267,12 @@ def get(identifier) -> Optimizer:
 
 
 def from_config(config: dict) -> Optimizer:
+    """An optimizer from get_config()'s dict; every value is checked by the constructor."""
+    if not isinstance(config, dict):
+        raise TypeError(f"Expected an optimizer config dict. Received: {config!r}")
     config = dict(config)
-    cls = {"Adam": Adam, "SGD": SGD}[config.pop("name")]
-    return cls(**config)
+    name = config.pop("name", None)
+    classes = {"Adam": Adam, "SGD": SGD}
+    if name not in classes:
+        raise ValueError(f"Unknown optimizer {name!r}: expected one of {sorted(classes)}.")
+    return classes[name](**config)

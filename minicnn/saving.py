@@ -47,25 +47,27 @@ and leaves the model as it was.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
-import zipfile
-import zlib
-from pathlib import Path
+import re
 
 import numpy as np
 
-from minicnn import initializers, optimizers
+from minicnn import initializers, optimizers, untrusted
 from minicnn import layers as layers_module
-from minicnn.layers.base import Layer, snake_case
+from minicnn.atomic import atomic_write
+from minicnn.layers.base import Layer, check_shape, snake_case
 from minicnn.layers.dropout import Dropout
 from minicnn.model import Sequential
 
 FORMAT = "minicnn.npz"
 FORMAT_VERSION = 1
 HEADER_KEY = "__minicnn__"
+# Limits for reading (minicnn.untrusted): a file larger than this is refused before it is read
+# (the deep model with its optimizer state is 14 MB); raise it for a model that needs more.
+MAX_FILE_BYTES = 2 * untrusted.GiB
+MAX_HEADER_CHARS = untrusted.MiB
+_PATH = re.compile(r"^[a-z0-9_]+$")
 # Integer attributes that are state, not config: what a layer needs to continue where it stopped.
 _STATE_ATTRS = {Dropout: ("counter",)}
 # A custom initializer callable cannot be named in JSON; it only shapes the weights at build
@@ -74,50 +76,6 @@ _INIT_DEFAULTS = {"kernel_initializer": "glorot_uniform", "bias_initializer": "z
 
 
 # --- writing ---------------------------------------------------------------------------------
-def atomic_write(path, write) -> None:
-    """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
-
-    Readers see the old file or the new one, never a part; on any error the temp file is
-    removed and ``path`` is untouched. The new file gets the usual permissions (0666 & ~umask).
-    """
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Cannot write {path}: folder {folder} does not exist.")
-    if path.is_dir():
-        raise IsADirectoryError(f"Cannot write {path}: it is a folder.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(folder)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every OS/filesystem, and not needed
-    # for atomicity, so failures are ignored.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
     """The one place bytes are written (tests replace it to simulate a failure midway)."""
     np.savez(f, **arrays)
@@ -251,66 +209,96 @@ class _Saved:
 
 
 def _read(path) -> _Saved:
-    """Read and check the whole file: zip, header, and the arrays the header declares."""
+    """Read and check the whole file: bounded read, header schema, the declared arrays.
+
+    Nothing is allocated beyond what the file's own bytes account for (minicnn.untrusted).
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path}: not a minicnn save file (not an .npz/zip archive, or truncated)."
-        )
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}  # reading each member checks its CRC
-    # A truncated or damaged member raises BadZipFile/zlib.error/EOFError/OSError; numpy
-    # raises ValueError for a malformed .npy header or a pickled array.
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as e:
-        raise ValueError(f"{path}: corrupt or truncated ({type(e).__name__}: {e}).") from e
+    arrays = untrusted.read_npz(path, MAX_FILE_BYTES, what="minicnn save file")
     if HEADER_KEY not in arrays:
         raise ValueError(
             f"{path}: no {HEADER_KEY!r} header: not a file written by minicnn's "
             f"save() or save_weights(). Arrays found: {sorted(arrays)[:8]}"
         )
     raw = arrays.pop(HEADER_KEY)
-    try:
-        header = json.loads(str(raw[()]))
-    except (ValueError, IndexError) as e:
-        raise ValueError(f"{path}: the {HEADER_KEY!r} header is not valid JSON ({e}).") from e
-    try:
-        _check_header(path, header)
-        saved = _Saved(path, header, arrays)
-        _check_arrays(saved)
-    except (KeyError, TypeError, AttributeError, IndexError) as e:
-        raise ValueError(f"{path}: malformed header ({type(e).__name__}: {e}).") from e
+    if raw.dtype.kind != "U" or raw.shape != ():
+        raise ValueError(f"{path}: the {HEADER_KEY!r} header is not a text value.")
+    header = untrusted.parse_json(str(raw[()]), f"{path}: header", MAX_HEADER_CHARS)
+    _check_header(path, header)
+    saved = _Saved(path, header, arrays)
+    _check_arrays(saved)
     return saved
 
 
 def _check_header(path, header) -> None:
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: header does not say format {FORMAT!r}.")
-    version = header["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    """Every field minicnn reads, with its type and range; ValueError naming the field."""
+
+    def need(ok, where, expected):
+        if not ok:
+            raise ValueError(f"{path}: malformed header: {where} must be {expected}.")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    need(isinstance(header, dict) and header.get("format") == FORMAT, "'format'", repr(FORMAT))
+    version = header.get("format_version")
+    if not is_int(version) or version > FORMAT_VERSION or version < 1:
         raise ValueError(
             f"{path}: format version {version!r}; this minicnn reads version "
             f"{FORMAT_VERSION} and older (the file may come from a newer minicnn)."
         )
-    if header["kind"] not in ("model", "weights"):
-        raise ValueError(
-            f"{path}: unknown kind {header['kind']!r} (expected 'model' or 'weights')."
-        )
-    if not isinstance(header["layers"], list):
-        raise TypeError("'layers' must be a list")
-    for entry in header["layers"]:
-        for key in ("path", "class_name", "config", "weights"):
-            entry[key]  # noqa: B018  (KeyError -> malformed header)
-        for spec in entry["weights"].values():
-            tuple(spec["shape"]), np.dtype(spec["dtype"])
-    tuple(header["model"]["input_shape"]), header["model"]["name"]
+    need(header.get("kind") in ("model", "weights"), "'kind'", "'model' or 'weights'")
+    model = header.get("model")
+    need(isinstance(model, dict), "'model'", "an object")
+    need(isinstance(model.get("name"), str), "model.name", "a string")
+    try:
+        check_shape(model.get("input_shape"))
+    except (TypeError, ValueError):
+        need(False, "model.input_shape", "a list of positive ints")
+    entries = header.get("layers")
+    need(isinstance(entries, list) and entries, "'layers'", "a non-empty list")
+    paths = set()
+    for i, entry in enumerate(entries):
+        where = f"layers[{i}]"
+        need(isinstance(entry, dict), where, "an object")
+        p = entry.get("path")
+        need(isinstance(p, str) and _PATH.match(p) and p not in paths, f"{where}.path",
+             "a unique name of lowercase letters, digits and '_'")
+        paths.add(p)
+        need(isinstance(entry.get("class_name"), str), f"{where}.class_name", "a string")
+        need(isinstance(entry.get("config"), dict), f"{where}.config", "an object")
+        need(entry.get("dtype") in (None, "float32", "float64"), f"{where}.dtype",
+             "'float32' or 'float64'")
+        weights = entry.get("weights")
+        need(isinstance(weights, dict), f"{where}.weights", "an object")
+        for key, spec in weights.items():
+            w = f"{where}.weights.{key}"
+            need(_PATH.match(key) is not None, w, "named with lowercase letters, digits and '_'")
+            need(isinstance(spec, dict), w, "an object")
+            shape = spec.get("shape")
+            need(isinstance(shape, list) and all(is_int(d) and d >= 0 for d in shape),
+                 f"{w}.shape", "a list of non-negative ints")
+            need(spec.get("dtype") in ("float32", "float64"), f"{w}.dtype",
+                 "'float32' or 'float64'")
+            need(isinstance(spec.get("trainable", True), bool), f"{w}.trainable", "a bool")
+        state = entry.get("state", {})
+        need(isinstance(state, dict) and all(is_int(v) and v >= 0 for v in state.values()),
+             f"{where}.state", "an object of non-negative ints")
     compiled = header.get("compile")
-    if compiled is not None:
-        for key in ("loss", "optimizer", "iterations", "slots"):
-            compiled[key]  # noqa: B018
-        int(compiled["iterations"]), list(compiled["slots"]), dict(compiled["optimizer"])
+    if compiled is None:
+        return
+    need(isinstance(compiled, dict), "'compile'", "an object or null")
+    need(isinstance(compiled.get("loss"), str), "compile.loss", "a string")
+    metrics = compiled.get("metrics", [])
+    need(isinstance(metrics, list) and all(isinstance(m, str) for m in metrics),
+         "compile.metrics", "a list of strings")
+    need(isinstance(compiled.get("optimizer"), dict), "compile.optimizer", "an object")
+    iterations = compiled.get("iterations")
+    need(is_int(iterations) and 0 <= iterations < 2**62, "compile.iterations",
+         "a non-negative int")
+    slots = compiled.get("slots")
+    need(isinstance(slots, list) and all(isinstance(n, str) and _PATH.match(n) for n in slots),
+         "compile.slots", "a list of slot names")
 
 
 def _declared(saved: _Saved) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -345,7 +333,7 @@ def _check_arrays(saved: _Saved) -> None:
                 f"corrupt file: array {key!r} is {a.dtype.name} {a.shape}, the "
                 f"header declares {dtype} {shape}."
             )
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
             raise saved.fail(f"array {key!r} holds NaN or inf values.")
 
 
@@ -423,33 +411,55 @@ def load_model(path, custom_objects=None) -> Sequential:
             "holds weights only (written by save_weights): build the model and "
             "call model.load_weights(path)."
         )
-    input_shape = tuple(int(d) for d in saved.header["model"]["input_shape"])
-    rebuilt, shape = [], input_shape
-    for i, entry in enumerate(saved.layers):
-        layer = _layer_from_entry(saved, i, entry, custom_objects or {})
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError(f"custom_objects must be a dict {{class name: Layer subclass}}. "
+                        f"Received: {custom_objects!r}")
+    input_shape = check_shape(saved.header["model"]["input_shape"])
+    layers = [_layer_from_entry(saved, i, e, custom_objects or {})
+              for i, e in enumerate(saved.layers)]
+    # Every weight shape the layers would create is compared with the file's arrays before
+    # anything is built: a header asking for 400,000,000 filters allocates nothing.
+    shape = input_shape
+    for i, (layer, entry) in enumerate(zip(layers, saved.layers, strict=True)):
         try:
-            # A fixed generator, so rebuilding leaves minicnn's global random stream alone;
-            # the values it draws are overwritten just below.
-            layer.build_for(shape, rng=np.random.default_rng(0))
-            shape = layer.compute_output_shape(shape)
+            out_shape = layer.compute_output_shape(shape)
+            check_shape(out_shape, "output shape")
         except ValueError as e:
             raise saved.fail(
-                f"layer {i} ({entry['class_name']}): cannot be built for input "
-                f"shape {(None, *shape)}: {e}"
+                f"layer {i} ({entry['class_name']}): cannot take inputs of shape "
+                f"{(None, *shape)}: {e}"
             ) from e
-        rebuilt.append(layer)
-    model = Sequential(rebuilt, name=saved.header["model"]["name"])
+        expected = {k: tuple(v) for k, v in layer.weight_shapes(shape).items()}
+        found = {k: tuple(spec["shape"]) for k, spec in entry["weights"].items()}
+        if expected != found:
+            raise saved.fail(
+                f"layer {i} ({entry['class_name']}, {entry['path']!r}): its config makes "
+                f"weights {expected}, but the file holds {found}."
+            )
+        for attr in entry.get("state", {}):
+            if attr not in _state_attrs(layer):
+                raise saved.fail(f"layer {i} ({entry['class_name']}): unknown state {attr!r}.")
+        shape = out_shape
+    optimizer = _optimizer_from(saved) if saved.header.get("compile") else None
+    shape = input_shape
+    for layer in layers:
+        # A fixed generator, so rebuilding leaves minicnn's global random stream alone; the
+        # values it draws are overwritten just below.
+        layer.build_for(shape, rng=np.random.default_rng(0))
+        shape = layer.compute_output_shape(shape)
+    try:
+        model = Sequential(layers, name=saved.header["model"]["name"])
+    except (TypeError, ValueError) as e:
+        raise saved.fail(f"cannot rebuild the model: {e}") from e
     model.build(input_shape)
     for layer, ws in _match_layers(saved, model):
         for key, w in zip(layer.weight_names, ws, strict=True):
             layer.params[key][...] = w
     for layer, entry in zip(model.layers, saved.layers, strict=True):
         for attr, value in entry.get("state", {}).items():
-            if attr not in _state_attrs(layer):
-                raise saved.fail(f"layer {layer.name!r}: unknown state {attr!r}.")
             setattr(layer, attr, int(value))
-    if saved.header.get("compile"):
-        _restore_compile(saved, model)
+    if optimizer is not None:
+        _restore_compile(saved, model, optimizer)
     return model
 
 
@@ -483,15 +493,22 @@ def _known_initializer(name) -> bool:
     return isinstance(name, str)
 
 
-def _restore_compile(saved, model) -> None:
+def _optimizer_from(saved):
+    """The saved optimizer, its settings checked by its constructor (finite, in range)."""
+    try:
+        return optimizers.from_config(saved.header["compile"]["optimizer"])
+    except (TypeError, ValueError) as e:
+        raise saved.fail(f"cannot restore the optimizer: {e}") from e
+
+
+def _restore_compile(saved, model, optimizer) -> None:
     compiled = saved.header["compile"]
     try:
-        optimizer = optimizers.from_config(compiled["optimizer"])
         model.compile(
             loss=compiled["loss"], optimizer=optimizer, metrics=compiled.get("metrics") or None
         )
-    except (KeyError, TypeError, ValueError) as e:
-        raise saved.fail(f"cannot restore compile state {compiled}: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise saved.fail(f"cannot restore the compile state: {e}") from e
     iterations = int(compiled["iterations"])
     slots = list(compiled["slots"])
     if slots and slots != list(optimizer.slot_names):
@@ -507,4 +524,7 @@ def _restore_compile(saved, model) -> None:
     for name in slots:
         for i, p in enumerate(paths):
             state[f"{name}_{i}"] = saved.arrays[f"optimizer/{name}/{p}"]
-    optimizer.set_state(state, params)
+    try:
+        optimizer.set_state(state, params)
+    except (TypeError, ValueError) as e:
+        raise saved.fail(f"optimizer state: {e}") from e

@@ -54,7 +54,7 @@ def pixel_size(name: str) -> tuple[int, int]:
 
 def save(fig: Figure, path) -> Path:
     """Write fig as a PNG at DPI (atomically: a temp file beside path, then rename)."""
-    from minicnn.saving import atomic_write
+    from minicnn.atomic import atomic_write
 
     path = Path(path)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import saving
+from minicnn import callbacks, saving
 from minicnn.callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from minicnn.layers import Dense, Flatten
 from minicnn.model import Sequential
@@ -317,7 +317,7 @@ def test_csv_logger_crash_mid_write_keeps_previous_rows(tmp_path, monkeypatch):
     def fail(path, write):
         raise OSError("disk full")
 
-    monkeypatch.setattr(saving, "atomic_write", fail)
+    monkeypatch.setattr(callbacks, "atomic_write", fail)
     with pytest.raises(OSError):
         logger.on_epoch_end(1, {"loss": 0.5})
     assert path.read_bytes() == before

@@ -226,7 +226,8 @@ def test_bad_arguments_are_usage_errors(capsys, argv, words):
         train(capsys, *argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: minicnn train") and words in err, err
+    assert err.startswith("minicnn train: error:") and words in err, err
+    assert err.count("\n") == 1, err  # one line
     assert "Traceback" not in err
 
 
@@ -236,7 +237,7 @@ def test_corrupt_data_file_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         train(capsys, "--data", str(path))
     assert exit_.value.code == 2
-    assert f"argument --data: {path}: not an .npz file" in capsys.readouterr().err
+    assert f"argument --data: {path}: not a Keras-format dataset .npz" in capsys.readouterr().err
 
 
 def test_missing_dataset_says_how_to_get_it(capsys):

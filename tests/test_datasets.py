@@ -270,7 +270,7 @@ def test_npz_bad_arrays(tmp_path, override, message):
 def test_not_an_npz(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"definitely not a zip")
-    with pytest.raises(ValueError, match=r"junk\.npz: not an \.npz file"):
+    with pytest.raises(ValueError, match=r"junk\.npz: not a Keras-format dataset \.npz"):
         mnist.load_data(path=path)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from minicnn.atomic import check_folder_writable, check_writable
+
 
 def int_at_least(minimum: int, what: str):
     """An argparse type accepting integers >= minimum; `what` names the expectation."""
@@ -35,3 +37,23 @@ def add_train_samples(parser: argparse.ArgumentParser) -> None:
         help="train on the first N training images, as the seed does "
         "(default: 20000; fewer if the data has fewer)",
     )
+
+
+def check_output_file(parser, option: str, path) -> None:
+    """A usage error now (exit 2) if `path` cannot be written, rather than after training."""
+    if path is None:
+        return
+    try:
+        check_writable(path, f"argument {option}:")
+    except OSError as e:
+        parser.error(str(e))
+
+
+def check_output_folder(parser, option: str, path) -> None:
+    """A usage error now (exit 2) if files cannot be written in folder `path` (made if need be)."""
+    if path is None:
+        return
+    try:
+        check_folder_writable(path, f"argument {option}:")
+    except OSError as e:
+        parser.error(str(e))

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from minicnn import datasets, models, optimizers, viz
-from minicnn.commands.argtypes import add_train_samples
+from minicnn.commands.argtypes import add_train_samples, check_output_folder
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers import Conv2D
@@ -141,6 +141,8 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         _fail(args, f"argument --out: {out} exists and is not a folder")
+    parser = getattr(args, "_parser", None) or argparse.ArgumentParser(prog="minicnn figures")
+    check_output_folder(parser, "--out", out)  # before any training, not after
 
     try:
         ds = _load_data(args.data)

@@ -20,12 +20,12 @@ import warnings
 import numpy as np
 
 from minicnn import config, datasets, kernels, models, optimizers
-from minicnn.commands.argtypes import add_train_samples
+from minicnn.atomic import atomic_write
+from minicnn.commands.argtypes import add_train_samples, check_output_file
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
-from minicnn.saving import atomic_write
 from minicnn.utils import to_categorical
 
 HELP = "Train the seed tutorial's CNN on MNIST or Fashion-MNIST and print the test accuracy."
@@ -99,15 +99,10 @@ def _fail(args, message: str):
 
 def _check_output(args, option: str, path) -> None:
     # Checked before training, so a typo does not cost a whole run.
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        _fail(args, f"argument {option}: {path} is a folder; expected a file path")
-    if not os.path.isdir(folder):
-        _fail(args, f"argument {option}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        _fail(args, f"argument {option}: folder {folder} is not writable")
+    parser = getattr(args, "_parser", None)
+    if parser is None:
+        parser = argparse.ArgumentParser(prog="minicnn train")
+    check_output_file(parser, option, path)
 
 
 def _load_data(args):

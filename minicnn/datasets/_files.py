@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from minicnn import untrusted
+
 from ._dataset import check_arrays
-from ._idx import read_idx
+from ._idx import MAX_BYTES, read_idx
 
 ENV_VAR = "MINICNN_DATA"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -27,25 +27,17 @@ def read_npz(path) -> tuple[np.ndarray, ...]:
     """Read a Keras-format npz: `(x_train, y_train, x_test, y_test)`, uint8, checked.
 
     Shapes: (N_train, 28, 28), (N_train,), (N_test, 28, 28), (N_test,).
+    Read with minicnn.untrusted's limits: a regular file of at most 1 GiB, no pickled arrays,
+    every member's declared shape checked against its bytes before anything is allocated.
     """
-    if not zipfile.is_zipfile(path):
+    arrays = untrusted.read_npz(path, MAX_BYTES, what="Keras-format dataset .npz")
+    missing = [k for k in KEYS if k not in arrays]
+    if missing:
         raise ValueError(
-            f"{path}: not an .npz file (not a zip archive, or truncated); expected a "
-            f"Keras-format npz with keys {list(KEYS)}, or a folder holding the four IDX files"
+            f"{path}: npz is missing key(s) {missing}; a Keras-format npz has "
+            f"{list(KEYS)}. Found: {sorted(arrays)[:8]}"
         )
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in KEYS if k not in f.files]
-        if missing:
-            raise ValueError(
-                f"{path}: npz is missing key(s) {missing}; a Keras-format npz has "
-                f"{list(KEYS)}. Found: {sorted(f.files)}"
-            )
-        try:
-            arrays = tuple(f[k] for k in KEYS)
-        # A truncated member raises BadZipFile/zlib.error/EOFError; object arrays raise
-        # ValueError without naming the file.
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            raise ValueError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from e
+    arrays = tuple(arrays[k] for k in KEYS)
     check_arrays(*arrays, where=path)
     return arrays
 
@@ -106,8 +98,10 @@ def find_in_folder(folder, candidates) -> Path | None:
 def from_env(candidates, tried: list[str]) -> Path | None:
     """The file, or the first of `candidates` inside the folder, that `$MINICNN_DATA` names.
 
-    Returns None (and notes why in `tried`) when the variable is unset or the folder holds
-    none of `candidates`; raises FileNotFoundError when it names something that does not exist.
+    Returns None (and notes why in `tried`) when the variable is unset. Raises
+    FileNotFoundError when it names something that does not exist or a folder that holds none
+    of `candidates`: a setting made on purpose that finds nothing is an error, not a reason to
+    fall back quietly to other data.
     """
     value = os.environ.get(ENV_VAR)
     if not value:
@@ -116,11 +110,15 @@ def from_env(candidates, tried: list[str]) -> Path | None:
     path = Path(value).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{ENV_VAR}={value}: no such file or folder")
-    if path.is_file():
+    if not path.is_dir():
         return path
     found = find_in_folder(path, candidates)
     if found is None:
-        tried.append(f"${ENV_VAR}={value}: none of {list(candidates)} there")
+        raise FileNotFoundError(
+            f"{ENV_VAR}={value}: the folder holds none of {list(candidates)} ('.' = the four "
+            f"IDX files {[n + '[.gz]' for n in IDX_NAMES.values()]} in the folder itself); "
+            f"unset {ENV_VAR} to let minicnn search elsewhere"
+        )
     return found
 
 
@@ -129,8 +127,8 @@ def from_user_path(path, candidates) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_file():
-        return path
+    if not path.is_dir():
+        return path  # a file, or something else that read_source will refuse by name
     found = find_in_folder(path, candidates)
     if found is None:
         raise FileNotFoundError(

@@ -104,6 +104,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
 
     Also returns where the maximum was, as the row-major index p*PW + q inside the window:
     the first maximum on ties (Keras/TensorFlow route the gradient to exactly one input).
+    A NaN in the window wins (the first one): NaN propagates, as np.max's does.
     Shapes: x (N, H, W, C) -> out (N, Ho, Wo, C), argmax (N, Ho, Wo, C) int32.
     """
     N, H, W, C = x.shape
@@ -121,9 +122,12 @@ def maxpool2d_forward(x, pool_size, strides, pads):
                     for p in range(PH):
                         for q in range(PW):
                             r, s = i * sh + p - pt, j * sw + q - pl
+                            if not (0 <= r < H and 0 <= s < W):
+                                continue
+                            v = x[n, r, s, c]
                             # strict '>' keeps the first maximum in row-major order
-                            if 0 <= r < H and 0 <= s < W and x[n, r, s, c] > best:
-                                best, best_k = x[n, r, s, c], p * PW + q
+                            if v > best or (np.isnan(v) and not np.isnan(best)):
+                                best, best_k = v, p * PW + q
                     out[n, i, j, c] = best
                     argmax[n, i, j, c] = best_k
     return out, argmax

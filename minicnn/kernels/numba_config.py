@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numba
 
@@ -61,19 +62,63 @@ def chunks_for(n: int) -> int:
     return max(1, min(n, num_threads()))
 
 
+def kernels_threadsafe() -> bool:
+    """True when Numba's threading layer lets several Python threads launch parallel kernels
+    at once (OpenMP and TBB do; the workqueue fallback aborts the process if they try)."""
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet: the configured choice decides
+        return numba.config.THREADING_LAYER in ("omp", "tbb", "safe", "threadsafe")
+
+
+# Held around the kernels only when the threading layer is not thread-safe (see above).
+kernel_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def compute_scope():
+    """The context the model's numba-backend methods run in: BLAS on one thread, and the
+    kernels serialised across threads where the threading layer needs it."""
+    if kernels_threadsafe():
+        with blas_single_threaded():
+            yield
+    else:
+        with kernel_lock, blas_single_threaded():
+            yield
+
+
 _controller = None
+_scope_lock = threading.Lock()
+_scope_depth = 0
+_scope_limit = None
 
 
+@contextlib.contextmanager
 def blas_single_threaded():
     """Context in which every loaded BLAS runs on the calling thread only.
 
-    Entering costs ~30 us once threadpoolctl has found the libraries (the first time, a few ms).
+    BLAS's thread count is a process-wide setting, so this is one shared scope: the first
+    thread in sets the limit, the last one out restores it (two threads each saving and
+    restoring it on their own would restore the wrong value). Entering costs ~30 us the first
+    time in a while (threadpoolctl), a lock otherwise.
     """
-    global _controller
+    global _controller, _scope_depth, _scope_limit
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # without threadpoolctl the kernels still work, only slower
-        return contextlib.nullcontext()
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+        yield
+        return
+    with _scope_lock:
+        if _scope_depth == 0:
+            if _controller is None:
+                _controller = ThreadpoolController()
+            _scope_limit = _controller.limit(limits=1, user_api="blas")
+        _scope_depth += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0:
+                _scope_limit.restore_original_limits()
+                _scope_limit = None

@@ -45,6 +45,14 @@ from minicnn.kernels.numba_config import JIT, PARALLEL
 # route (the seed's one-channel conv has its own fused helper).
 SPARSE_MIN_CHANNELS = 8
 
+
+@njit(**JIT)
+def _wins(v, best):
+    """Does v replace best as its window's maximum? Larger values win, and so does the first
+    NaN (as np.max and np.argmax: NaN propagates instead of vanishing). Strict '>': on ties the
+    first maximum in row-major order stays, as TensorFlow's MaxPool."""
+    return v > best or (v != v and best == best)
+
 # --- per-sample helpers: convolution ------------------------------------------------------------
 
 
@@ -159,14 +167,14 @@ def _conv3x3_pool2x2_c1(xp, w, b, out, code):
                              + x22 * w12 + x30 * w20 + x31 * w21 + x32 * w22)
                 a3 = b[f] + (x11 * w00 + x12 * w01 + x13 * w02 + x21 * w10 + x22 * w11
                              + x23 * w12 + x31 * w20 + x32 * w21 + x33 * w22)
-                v, k = a0, np.int8(0)  # strict '>': the first maximum in row-major order stays
-                k = np.int8(1) if a1 > v else k
-                v = a1 if a1 > v else v
-                k = np.int8(2) if a2 > v else k
-                v = a2 if a2 > v else v
-                k = np.int8(3) if a3 > v else k
-                v = a3 if a3 > v else v
-                out[iq, jq, f] = v if v > zero else zero
+                v, k = a0, np.int8(0)  # the first maximum in row-major order stays (_wins)
+                k = np.int8(1) if _wins(a1, v) else k
+                v = a1 if _wins(a1, v) else v
+                k = np.int8(2) if _wins(a2, v) else k
+                v = a2 if _wins(a2, v) else v
+                k = np.int8(3) if _wins(a3, v) else k
+                v = a3 if _wins(a3, v) else v
+                out[iq, jq, f] = v if not v <= zero else zero  # relu; NaN passes, as np.maximum
                 code[iq, jq, f] = k if v > zero else np.int8(-1)
 
 
@@ -213,15 +221,15 @@ def _conv3x3_pool2x2(xp, w, b, out, code, acc):
                                   + x22 * w12 + x30 * w20 + x31 * w21 + x32 * w22)
                     acc[3, f] += (x11 * w00 + x12 * w01 + x13 * w02 + x21 * w10 + x22 * w11
                                   + x23 * w12 + x31 * w20 + x32 * w21 + x33 * w22)
-            for f in range(F):  # strict '>': the first maximum in row-major order stays
+            for f in range(F):  # the first maximum in row-major order stays (_wins)
                 v, k = acc[0, f], np.int8(0)
-                k = np.int8(1) if acc[1, f] > v else k
-                v = acc[1, f] if acc[1, f] > v else v
-                k = np.int8(2) if acc[2, f] > v else k
-                v = acc[2, f] if acc[2, f] > v else v
-                k = np.int8(3) if acc[3, f] > v else k
-                v = acc[3, f] if acc[3, f] > v else v
-                out[iq, jq, f] = v if v > zero else zero
+                k = np.int8(1) if _wins(acc[1, f], v) else k
+                v = acc[1, f] if _wins(acc[1, f], v) else v
+                k = np.int8(2) if _wins(acc[2, f], v) else k
+                v = acc[2, f] if _wins(acc[2, f], v) else v
+                k = np.int8(3) if _wins(acc[3, f], v) else k
+                v = acc[3, f] if _wins(acc[3, f], v) else v
+                out[iq, jq, f] = v if not v <= zero else zero  # relu; NaN passes
                 code[iq, jq, f] = k if v > zero else np.int8(-1)
 # fmt: on
 
@@ -238,7 +246,7 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
         for i in range(Hq):
             zr, o, cd = z[i].ravel(), out[i].ravel(), code[i].ravel()  # (Wq*F,) prefix used
             for e in range(Wq * F):
-                o[e] = zr[e] if zr[e] > zero else zero
+                o[e] = zr[e] if not zr[e] <= zero else zero  # relu; NaN passes
             for e in range(Wq * F):
                 cd[e] = np.int8(0) if zr[e] > zero else np.int8(-1)
         return
@@ -252,12 +260,13 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
             for p in range(PH):
                 for q in range(PW):
                     k = np.int8(p * PW + q)
-                    for f in range(F):  # strict '>': the first maximum stays
-                        arg[f] = k if z[r + p, s + q, f] > best[f] else arg[f]
+                    for f in range(F):  # the first maximum stays (_wins)
+                        arg[f] = k if _wins(z[r + p, s + q, f], best[f]) else arg[f]
                     for f in range(F):
-                        best[f] = max(z[r + p, s + q, f], best[f])
+                        v = z[r + p, s + q, f]
+                        best[f] = v if _wins(v, best[f]) else best[f]
             for f in range(F):
-                out[i, j, f] = best[f] if best[f] > zero else zero
+                out[i, j, f] = best[f] if not best[f] <= zero else zero  # relu; NaN passes
             for f in range(F):
                 code[i, j, f] = arg[f] if best[f] > zero else np.int8(-1)
 
@@ -285,24 +294,25 @@ def _dropout_rows(out, code, e0, keys, thresholds, scales, keep):
 
     e0 is the sample's first element in the batch's C order (the masks' counter). A unit is
     kept when every mask (keys[d], thresholds[d]) keeps it; a kept unit is multiplied by each
-    scale in turn (as the Dropout layers would, one after the other); a dropped one becomes 0
-    with code -1. keep (M,) uint8 is scratch for three or more dropouts.
+    scale in turn (as the Dropout layers would, one after the other); a dropped one is
+    multiplied by 0 (so NaN stays NaN, as in the layer's x * mask) and gets code -1. keep (M,)
+    uint8 is scratch for three or more dropouts.
     One and two dropouts (the seed and deep models) get a single pass each, which vectorises:
     0.25 ms per batch of 128 for the seed's two, against 0.4 ms for a pass per step.
     """
-    zero = out.dtype.type(0)
+    zero, one = out.dtype.type(0), out.dtype.type(1)
     if keys.size == 1:
         s0 = scales[0]
         for e in range(out.size):
             kept = _keeps(keys[0], thresholds[0], e0 + e)
-            out[e] = out[e] * s0 if kept else zero
+            out[e] = out[e] * (s0 if kept else zero)
             code[e] = code[e] if kept else np.int8(-1)
         return
     if keys.size == 2:
         s0, s1 = scales[0], scales[1]
         for e in range(out.size):
             kept = _keeps(keys[0], thresholds[0], e0 + e) & _keeps(keys[1], thresholds[1], e0 + e)
-            out[e] = out[e] * s0 * s1 if kept else zero
+            out[e] = out[e] * (s0 if kept else zero) * (s1 if kept else zero)
             code[e] = code[e] if kept else np.int8(-1)
         return
     for m in range(scales.size):
@@ -317,7 +327,7 @@ def _dropout_rows(out, code, e0, keys, thresholds, scales, keep):
         for e in range(out.size):
             keep[e] = keep[e] & np.uint8(_keeps(keys[d], thresholds[d], e0 + e))
     for e in range(out.size):
-        out[e] = out[e] if keep[e] != 0 else zero
+        out[e] = out[e] * (zero if keep[e] == 0 else one)
     for e in range(out.size):
         code[e] = code[e] if keep[e] != 0 else np.int8(-1)
 

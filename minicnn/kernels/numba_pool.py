@@ -1,7 +1,8 @@
 """Max-pooling kernels: forward with the winner of each window, backward routing to it.
 
 Same conventions as naive.maxpool2d_forward / maxpool2d_backward: argmax is the row-major index
-p*PW + q inside the window, the first maximum on ties; padded pixels never win.
+p*PW + q inside the window, the first maximum on ties, the first NaN if there is one; padded
+pixels never win.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def maxpool_forward(x, PH, PW, sh, sw, pt, pl, out, argmax):
                         if s < 0 or s >= W:
                             continue
                         for c in range(C):
-                            v = x[n, r, s, c]
-                            if v > out[n, i, j, c]:  # strict: the first maximum stays
+                            v, best = x[n, r, s, c], out[n, i, j, c]
+                            # strict '>': the first maximum stays; the first NaN wins and
+                            # stays (np.max's rule: NaN propagates)
+                            if v > best or (v != v and best == best):
                                 out[n, i, j, c] = v
                                 argmax[n, i, j, c] = p * PW + q
 

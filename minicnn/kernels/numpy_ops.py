@@ -108,7 +108,8 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     # -inf padding can never win a window that holds at least one real pixel
     win = _windows(pad_nhwc(x, pads, -np.inf), PH, PW, strides, Ho, Wo)
     flat = win.reshape(*win.shape[:4], PH * PW)  # (N, Ho, Wo, C, PH*PW)
-    argmax = flat.argmax(axis=-1).astype(np.int32)  # argmax returns the first max
+    # argmax returns the first maximum, or the first NaN: the rule of the other backends
+    argmax = flat.argmax(axis=-1).astype(np.int32)
     out = np.take_along_axis(flat, argmax[..., None].astype(np.intp), axis=-1)[..., 0]
     return out.astype(x.dtype, copy=False), argmax
 

@@ -14,8 +14,9 @@ class Activation(Layer):
     """
 
     def __init__(self, activation, name=None, input_shape=None, dtype=None):
+        activation = activations.get(activation)
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        self.activation = activations.get(activation)
+        self.activation = activation
 
     def forward(self, x, training=False):
         out = self.activation.forward(x)

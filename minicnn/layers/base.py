@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from minicnn import config, regularizers
+from minicnn.validation import ArgumentTypeError, check_name, check_pair, invalid, is_int
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
@@ -41,20 +42,50 @@ def snake_case(name: str) -> str:
 
 def as_pair(value, arg: str) -> tuple[int, int]:
     """An int or a 2-tuple of positive ints, as Keras accepts for kernel_size and strides."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
-        raise ValueError(f"Invalid value for argument {arg}. Expected a positive int or a tuple "
-                         f"of 2 positive ints. Received: {arg}={value!r}")
-    return int(pair[0]), int(pair[1])
+    return check_pair(value, arg)
+
+
+def check_shape(value, arg: str = "input_shape") -> tuple[int, ...]:
+    """A per-sample shape: a non-empty tuple of positive ints (no batch axis).
+
+    A zero-size axis (an image with 0 channels, say) is refused: every output of the layers
+    that follow would be a constant, which is never what was meant.
+    """
+    expected = "a tuple of positive ints (the shape of one sample, without the batch axis)"
+    if isinstance(value, (str, bytes)) or is_int(value):
+        raise invalid(arg, expected, value, ArgumentTypeError)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise invalid(arg, expected, value, ArgumentTypeError) from None
+    if not shape or not all(is_int(d) for d in shape):
+        raise invalid(arg, expected, value, ArgumentTypeError)
+    if not all(int(d) > 0 for d in shape):
+        raise invalid(arg, expected, value)
+    return tuple(int(d) for d in shape)
+
+
+def check_dtype(value, arg: str = "dtype") -> str | None:
+    """None, or a float dtype minicnn computes in: 'float32' or 'float64'."""
+    if value is None:
+        return None
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        raise invalid(arg, "'float32', 'float64' or None", value, ArgumentTypeError) from None
+    if name not in ("float32", "float64"):
+        raise invalid(arg, "'float32', 'float64' or None", value)
+    return name
 
 
 class Layer:
     """Base class: naming, building on first call, weights I/O and input checks."""
 
     def __init__(self, name: str | None = None, input_shape=None, dtype=None):
+        name = check_name(name)
+        self.input_shape = check_shape(input_shape) if input_shape is not None else None
+        self.dtype = check_dtype(dtype)
         self.name = name or unique_name(snake_case(type(self).__name__))
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self.dtype = np.dtype(dtype).name if dtype is not None else None
         self.params: dict[str, np.ndarray] = {}
         self.non_trainable: set[str] = set()   # keys of params the optimizer never touches
         self.grads: dict[str, np.ndarray] = {}
@@ -62,13 +93,21 @@ class Layer:
         self.cache = None
         self.built = False
         self.built_input_shape: tuple[int, ...] | None = None
+        self._rng = None  # the generator build() draws initial weights from (None: global)
 
     # --- to override -------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...]) -> None:
         """Create parameters for inputs of shape (batch,) + input_shape."""
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample output shape for inputs of per-sample input_shape; raises ValueError
+        when the layer cannot take such inputs. Pure: allocates and changes nothing."""
         return tuple(input_shape)
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter build(input_shape) would create, in get_weights()
+        order. Pure, so a file's arrays can be checked against it before anything is built."""
+        return {}
 
     def forward(self, x, training: bool = False):
         raise NotImplementedError
@@ -83,16 +122,22 @@ class Layer:
     # --- shared machinery --------------------------------------------------------------------
     def build_for(self, input_shape, rng=None) -> None:
         """Build once for per-sample input_shape, in the configured float dtype."""
-        input_shape = tuple(int(d) for d in input_shape)
+        input_shape = check_shape(input_shape)
         if self.built:
             if input_shape != self.built_input_shape:
                 raise ValueError(f"Layer {self.name!r} was built for inputs of shape "
                                  f"{(None,) + self.built_input_shape}, received "
                                  f"{(None,) + input_shape}.")
             return
-        self.dtype = self.dtype or config.floatx()
+        self.compute_output_shape(input_shape)  # raises for inputs the layer cannot take
+        dtype = self.dtype
+        self.dtype = dtype or config.floatx()
         self._rng = rng
-        self.build(input_shape)
+        try:
+            self.build(input_shape)
+        except BaseException:  # leave the layer unbuilt, as it was (MemoryError included)
+            self.params, self.grads, self.dtype = {}, {}, dtype
+            raise
         self.built_input_shape = input_shape
         self.built = True
 
@@ -154,6 +199,16 @@ class Layer:
         """grads[k] += d penalty / d params[k]; the model calls it after backward."""
         if self.regularizers:
             regularizers.add_penalty_gradients(self)
+
+    def state_snapshot(self) -> dict:
+        """What a training step's forward pass changes besides the trainable weights (the
+        non-trainable parameters, e.g. BatchNormalization's moving statistics), copied, so a
+        failed step can be undone with restore_state."""
+        return {k: self.params[k].copy() for k in self.non_trainable if k in self.params}
+
+    def restore_state(self, snapshot: dict) -> None:
+        for k, value in snapshot.items():
+            self.params[k][...] = value
 
     def zero_grads(self) -> None:
         for k in self.trainable_names:

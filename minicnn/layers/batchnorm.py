@@ -21,12 +21,11 @@ the layer calls when the backend in force is 'numba'.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from minicnn import config
 from minicnn.layers.base import Layer
+from minicnn.validation import check_bool, check_float, check_int
 
 
 # --- the NumPy reference ---------------------------------------------------------------------
@@ -117,37 +116,16 @@ class BatchNormalization(Layer):
         name=None,
         dtype=None,
     ):
+        axis = check_int(axis, "axis")
+        momentum = check_float(momentum, "momentum", low=0, high=1)
+        epsilon = check_float(epsilon, "epsilon", low=0, low_open=True)
+        center, scale = check_bool(center, "center"), check_bool(scale, "scale")
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise ValueError(
-                f"Invalid value for argument axis. Expected an int. Received: axis={axis!r}"
-            )
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0.0 <= momentum <= 1.0
-        ):
-            raise ValueError(
-                f"Invalid value for argument momentum. Expected a float in [0, 1]. "
-                f"Received: momentum={momentum!r}"
-            )
-        if (
-            isinstance(epsilon, bool)
-            or not isinstance(epsilon, (int, float))
-            or not (math.isfinite(epsilon) and epsilon > 0)
-        ):
-            raise ValueError(
-                f"Invalid value for argument epsilon. Expected a positive float. "
-                f"Received: epsilon={epsilon!r}"
-            )
-        self.axis = int(axis)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.center = bool(center)
-        self.scale = bool(scale)
+        self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
+        self.center, self.scale = center, scale
         self.needs_input_grad = True  # the model turns this off for its first layer
 
-    def build(self, input_shape):
+    def compute_output_shape(self, input_shape):
         rank = len(input_shape) + 1  # Keras counts the batch axis in `axis`
         if not -rank <= self.axis < rank or self.axis % rank != rank - 1:
             raise ValueError(
@@ -155,6 +133,14 @@ class BatchNormalization(Layer):
                 f"last (channels) axis only: axis=-1 or {rank - 1} for inputs of "
                 f"shape {(None, *input_shape)}. Received: axis={self.axis}"
             )
+        return tuple(input_shape)
+
+    def weight_shapes(self, input_shape):
+        C = input_shape[-1]
+        names = (["gamma"] if self.scale else []) + (["beta"] if self.center else [])
+        return {k: (C,) for k in [*names, "moving_mean", "moving_variance"]}
+
+    def build(self, input_shape):
         C = input_shape[-1]
         if self.scale:
             self.params["gamma"] = np.ones(C, self.dtype)

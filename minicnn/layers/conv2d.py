@@ -5,7 +5,8 @@ from __future__ import annotations
 from minicnn import activations, initializers, regularizers
 from minicnn.kernels import ops
 from minicnn.kernels.geometry import window_2d
-from minicnn.layers.base import Layer, as_pair
+from minicnn.layers.base import Layer
+from minicnn.validation import check_bool, check_choice, check_int, check_pair
 
 
 class Conv2D(Layer):
@@ -31,24 +32,21 @@ class Conv2D(Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  input_shape=None, name=None, dtype=None, kernel_regularizer=None,
                  bias_regularizer=None):
+        # every argument is checked before the layer takes a name or anything else
+        filters = check_int(filters, "filters", minimum=1)
+        kernel_size = check_pair(kernel_size, "kernel_size")
+        strides = check_pair(strides, "strides")
+        padding = check_choice(padding, "padding", ("valid", "same"))
+        activation = activations.get(activation)
+        use_bias = check_bool(use_bias, "use_bias")
+        inits = initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        regs = regularizers.get(kernel_regularizer), regularizers.get(bias_regularizer)
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        if not isinstance(filters, int) or filters <= 0:
-            raise ValueError(f"Invalid value for argument filters. Expected a strictly positive "
-                             f"int. Received: filters={filters!r}")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"Invalid value for argument padding. Expected 'valid' or 'same'. "
-                             f"Received: padding={padding!r}")
-        self.filters = filters
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.strides = as_pair(strides, "strides")
-        self.padding = padding
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.padding, self.activation, self.use_bias = padding, activation, use_bias
+        self.kernel_initializer, self.bias_initializer = inits
         self._init_names = (kernel_initializer, bias_initializer)
-        self.regularizers.update(kernel=regularizers.get(kernel_regularizer),
-                                 bias=regularizers.get(bias_regularizer))
+        self.regularizers.update(kernel=regs[0], bias=regs[1])
         self.needs_input_grad = True  # the model turns this off for its first layer
 
     def _geometry(self, input_shape):
@@ -57,13 +55,19 @@ class Conv2D(Layer):
                              f"received (None, {', '.join(map(str, input_shape))}).")
         return window_2d(input_shape[:2], self.kernel_size, self.strides, self.padding)
 
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
     def build(self, input_shape):
         (_, _), self.pads = self._geometry(input_shape)
-        shape = (*self.kernel_size, input_shape[2], self.filters)
+        shapes = self.weight_shapes(input_shape)
         rng = self._rng or _default_rng()
-        self.params["kernel"] = self.kernel_initializer(shape, rng, self.dtype)
+        self.params["kernel"] = self.kernel_initializer(shapes["kernel"], rng, self.dtype)
         if self.use_bias:
-            self.params["bias"] = self.bias_initializer((self.filters,), rng, self.dtype)
+            self.params["bias"] = self.bias_initializer(shapes["bias"], rng, self.dtype)
         self.zero_grads()
 
     def compute_output_shape(self, input_shape):

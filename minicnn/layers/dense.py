@@ -6,6 +6,7 @@ from minicnn import activations, initializers, regularizers
 from minicnn.kernels import ops
 from minicnn.layers.base import Layer
 from minicnn.layers.conv2d import _default_rng, _init_name
+from minicnn.validation import check_bool, check_int
 
 
 class Dense(Layer):
@@ -27,26 +28,31 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", input_shape=None, name=None, dtype=None,
                  kernel_regularizer=None, bias_regularizer=None):
+        # every argument is checked before the layer takes a name or anything else
+        units = check_int(units, "units", minimum=1)
+        activation = activations.get(activation)
+        use_bias = check_bool(use_bias, "use_bias")
+        inits = initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        regs = regularizers.get(kernel_regularizer), regularizers.get(bias_regularizer)
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        if not isinstance(units, int) or units <= 0:
-            raise ValueError(f"Invalid value for argument units. Expected a strictly positive "
-                             f"int. Received: units={units!r}")
-        self.units = units
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.units, self.activation, self.use_bias = units, activation, use_bias
+        self.kernel_initializer, self.bias_initializer = inits
         self._init_names = (kernel_initializer, bias_initializer)
-        self.regularizers.update(kernel=regularizers.get(kernel_regularizer),
-                                 bias=regularizers.get(bias_regularizer))
+        self.regularizers.update(kernel=regs[0], bias=regs[1])
         self.needs_input_grad = True
 
-    def build(self, input_shape):
-        rng = self._rng or _default_rng()
-        self.params["kernel"] = self.kernel_initializer((input_shape[-1], self.units), rng,
-                                                        self.dtype)
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[-1], self.units)}
         if self.use_bias:
-            self.params["bias"] = self.bias_initializer((self.units,), rng, self.dtype)
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def build(self, input_shape):
+        shapes = self.weight_shapes(input_shape)
+        rng = self._rng or _default_rng()
+        self.params["kernel"] = self.kernel_initializer(shapes["kernel"], rng, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = self.bias_initializer(shapes["bias"], rng, self.dtype)
         self.zero_grads()
 
     def compute_output_shape(self, input_shape):

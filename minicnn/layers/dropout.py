@@ -7,6 +7,7 @@ import numpy as np
 from minicnn.kernels.dropout_mask import keep_mask
 from minicnn.layers.base import Layer
 from minicnn.random import draw_seed
+from minicnn.validation import check_float, check_seed
 
 
 class Dropout(Layer):
@@ -25,11 +26,11 @@ class Dropout(Layer):
     """
 
     def __init__(self, rate, seed=None, name=None, input_shape=None, dtype=None):
+        rate = check_float(rate, "rate", low=0, high=1, high_open=True,
+                           expected="a float between 0 (inclusive) and 1 (exclusive)")
+        seed = check_seed(seed)
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise ValueError(f"Invalid value for argument rate. Expected a float between 0 "
-                             f"(inclusive) and 1 (exclusive). Received: rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = rate
         self.seed = draw_seed(seed)
         self.counter = 0          # masks drawn so far; part of the hash key
         self.mask_source = None
@@ -50,6 +51,14 @@ class Dropout(Layer):
 
     def backward(self, dout):
         return dout if self.cache is None else dout * self.cache
+
+    def state_snapshot(self):
+        return {**super().state_snapshot(), "counter": self.counter}
+
+    def restore_state(self, snapshot):
+        snapshot = dict(snapshot)
+        self.counter = snapshot.pop("counter")
+        super().restore_state(snapshot)
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from minicnn.kernels import ops
 from minicnn.kernels.geometry import window_2d
-from minicnn.layers.base import Layer, as_pair
+from minicnn.layers.base import Layer
+from minicnn.validation import check_choice, check_pair
 
 
 class MaxPooling2D(Layer):
@@ -23,13 +24,11 @@ class MaxPooling2D(Layer):
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
                  input_shape=None, dtype=None):
+        pool_size = check_pair(pool_size, "pool_size")
+        strides = check_pair(strides, "strides") if strides is not None else pool_size
+        padding = check_choice(padding, "padding", ("valid", "same"))
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"Invalid value for argument padding. Expected 'valid' or 'same'. "
-                             f"Received: padding={padding!r}")
-        self.pool_size = as_pair(pool_size, "pool_size")
-        self.strides = as_pair(strides, "strides") if strides is not None else self.pool_size
-        self.padding = padding
+        self.pool_size, self.strides, self.padding = pool_size, strides, padding
         self.needs_input_grad = True
 
     def _geometry(self, input_shape):
