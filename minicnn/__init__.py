@@ -4,7 +4,7 @@
     from minicnn.layers import Conv2D, MaxPooling2D, Dropout, Flatten, Dense
 """
 
-from minicnn import activations, initializers, layers, losses, optimizers, utils
+from minicnn import activations, datasets, initializers, layers, losses, optimizers, utils
 from minicnn.config import floatx, get_backend, set_backend, set_floatx
 from minicnn.layers.base import clear_session
 from minicnn.model import Sequential
@@ -13,6 +13,6 @@ from minicnn.saving import load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "activations", "clear_session", "floatx", "get_backend",
+__all__ = ["Sequential", "activations", "clear_session", "datasets", "floatx", "get_backend",
            "initializers", "layers", "load_model", "losses", "optimizers", "set_backend",
            "set_floatx", "set_random_seed", "utils"]

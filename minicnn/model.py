@@ -332,23 +332,9 @@ class Sequential:
         step (dropout counters and moving statistics included) and FloatingPointError raised."""
         before = [layer.state_snapshot() for layer in self._layers]
         try:
-            out = self.forward(x, training=True)
-            loss, dout = self.loss_and_gradient(y, out, sample_weight)
-            loss += self.regularization_loss()
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"the loss is {loss}")
-            for layer in self._layers:  # moving statistics, updated by the forward pass
-                for k in layer.non_trainable:
-                    if not _all_finite(layer.params[k]):
-                        raise FloatingPointError(f"{layer.name}.{k} became non-finite")
-            self.backward(dout)
-            try:
-                self.optimizer.apply(*self.trainable_params())
-            except optimizers.NonFiniteUpdateError as e:
-                raise FloatingPointError(
-                    f"the update of {self._param_name(e.index)} would be non-finite "
-                    f"({str(e).split('(', 1)[-1].rstrip(')')})"
-                ) from None
+            # overflow warnings would only repeat what the checks below raise
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, out = self._checked_step(x, y, sample_weight)
         except FloatingPointError as e:
             for layer, state in zip(self._layers, before):
                 layer.restore_state(state)
@@ -356,6 +342,26 @@ class Sequential:
                 f"{e}; the step was not applied: the model keeps its weights and optimizer "
                 f"state from before it (iterations={self.optimizer.iterations}). Lower the "
                 f"learning rate or check the data."
+            ) from None
+        return loss, out
+
+    def _checked_step(self, x, y, sample_weight):
+        out = self.forward(x, training=True)
+        loss, dout = self.loss_and_gradient(y, out, sample_weight)
+        loss += self.regularization_loss()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss}")
+        for layer in self._layers:  # moving statistics, updated by the forward pass
+            for k in layer.non_trainable:
+                if not _all_finite(layer.params[k]):
+                    raise FloatingPointError(f"{layer.name}.{k} became non-finite")
+        self.backward(dout)
+        try:
+            self.optimizer.apply(*self.trainable_params())
+        except optimizers.NonFiniteUpdateError as e:
+            raise FloatingPointError(
+                f"the update of {self._param_name(e.index)} would be non-finite "
+                f"({e.reason})"
             ) from None
         return loss, out
 

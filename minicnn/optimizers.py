@@ -42,9 +42,9 @@ class NonFiniteUpdateError(FloatingPointError):
     Raised before anything is written: the parameters, slots and step counter are as they were.
     """
 
-    def __init__(self, index: int, message: str):
-        super().__init__(message)
-        self.index = index
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"the step would make parameter {index} non-finite ({reason})")
+        self.index, self.reason = index, reason
 
 
 class Optimizer:
@@ -97,7 +97,8 @@ class Optimizer:
             for flat, a in zip(flats, args):
                 update(*flat, *a)
         else:
-            new = [self.step(w, g, *s) for w, g, s in zip(params, grads, per_param)]
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                new = [self.step(w, g, *s) for w, g, s in zip(params, grads, per_param)]
             for i, arrays in enumerate(new):
                 if not all(_all_finite(a) for a in arrays):
                     raise self._non_finite(i, grads[i])
@@ -119,8 +120,7 @@ class Optimizer:
         bad = int(g.size - np.count_nonzero(np.isfinite(g)))
         why = (f"its gradient holds {bad} NaN or inf value(s)" if bad else
                "its gradient is finite but the update overflows")
-        return NonFiniteUpdateError(
-            i, f"the {type(self).__name__} step would make parameter {i} non-finite ({why})")
+        return NonFiniteUpdateError(i, why)
 
     def variables(self) -> list[np.ndarray]:
         """Slot arrays in Keras's order (all m, then all v) for counting and saving."""

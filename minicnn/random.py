@@ -14,10 +14,9 @@ _root = np.random.default_rng()
 def set_random_seed(seed: int) -> None:
     """Seed minicnn's global generator (weight init, dropout seeds, fit's shuffling)."""
     global _root
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Invalid value for argument seed. Expected a non-negative int. "
-                         f"Received: seed={seed!r}")
-    _root = np.random.default_rng(int(seed))
+    from minicnn.validation import check_int
+
+    _root = np.random.default_rng(check_int(seed, "seed", minimum=0, maximum=2**63 - 1))
 
 
 def make_rng(seed: int | None = None) -> np.random.Generator:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.validation import ArgumentTypeError
+
 
 def to_categorical(y, num_classes=None, dtype="float32"):
     """Class indices (N,) -> one-hot (N, num_classes), as keras.utils.to_categorical."""
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"Invalid dtype for argument y. Expected class indices (ints). "
+                                f"Received: y.dtype={y.dtype}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

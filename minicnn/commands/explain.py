@@ -198,12 +198,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    try:
-        ds, x, labels = _load_digits(args.data, args.batch)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"minicnn explain: error: {e}", file=sys.stderr)
-        return 1
-    y = to_categorical(labels, 10, dtype="float64")
+    # The model file first: a missing, corrupt or mismatched file fails before any other work.
     clear_session()
     set_random_seed(args.seed)
     model = models.seed_model()
@@ -214,6 +209,12 @@ def _run(args) -> int:
 
         model.set_weights(load_model(args.model).get_weights())
         where = f"weights from {args.model}"
+    try:
+        ds, x, labels = _load_digits(args.data, args.batch)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"minicnn explain: error: {e}", file=sys.stderr)
+        return 1
+    y = to_categorical(labels, 10, dtype="float64")
     freeze_dropout(model.layers, np.random.default_rng(args.seed))  # same masks for the check
     layers = model.layers
 

@@ -144,6 +144,13 @@ def run(args) -> int:
     parser = getattr(args, "_parser", None) or argparse.ArgumentParser(prog="minicnn figures")
     check_output_folder(parser, "--out", out)  # before any training, not after
 
+    model = None
+    if args.model is not None:  # before the data: a bad file fails before any other work
+        try:
+            model = _load_model(args.model)
+        except ValueError as e:
+            print(f"minicnn figures: error: {e}", file=sys.stderr)
+            return 1
     try:
         ds = _load_data(args.data)
     except (FileNotFoundError, ValueError) as e:
@@ -153,12 +160,7 @@ def run(args) -> int:
     x_train, y_train = _prepare(ds.x_train, ds.y_train)
     x_test, y_test = _prepare(ds.x_test, ds.y_test)
 
-    if args.model is not None:
-        try:
-            model = _load_model(args.model)
-        except ValueError as e:
-            print(f"minicnn figures: error: {e}", file=sys.stderr)
-            return 1
+    if model is not None:
         print(f"Model: {args.model} ({model.count_params():,} parameters)")
     else:
         model = _quick_train(args, x_train, y_train, x_test, y_test)
