@@ -94,9 +94,9 @@ def _batch_size(value, arg="batch_size") -> int:
 
 def _verbose(value) -> int:
     """Keras's verbose: 'auto' (= 1), 0 (silent), 1 (progress bar) or 2 (one line per epoch)."""
-    if value == "auto" and isinstance(value, str):
-        return 1
     if isinstance(value, str):
+        if value == "auto":
+            return 1
         raise invalid("verbose", "'auto', 0, 1 or 2", value)
     return check_int(value, "verbose", minimum=0, maximum=2)
 
@@ -591,14 +591,14 @@ class Sequential:
         return result
 
     @_guarded
-    def predict(self, x, batch_size=None, verbose="auto"):
+    def predict(self, x, batch_size=None, verbose=0):
         """Output of the last layer (class probabilities for the seed model), dropout off.
 
         Shapes: x (N, *input_shape) -> (N, *output_shape); N = 0 gives an empty array.
         Raises FloatingPointError rather than return NaN or inf.
         """
         batch_size = _batch_size(batch_size)
-        verbose = 0 if verbose == "auto" else _verbose(verbose)
+        verbose = _verbose(verbose)
         x = self._check_x(x)
         self._ensure_built(x)
         n = len(x)

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minicnn
 from minicnn import callbacks, optimizers, regularizers
@@ -409,3 +411,58 @@ def test_epochs_not_after_initial_epoch_trains_nothing_as_keras():
     hist = model.fit(X, Y, epochs=2, initial_epoch=2, verbose=0)
     assert hist.history == {}
     assert_state_unchanged(before, model, "fit(epochs=2, initial_epoch=2)")
+
+
+# --- fuzzing: any junk value for any argument is accepted or refused by name ------------------
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(2**62, 2**64),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3),
+    st.sampled_from([np.int64(2), np.float32(0.5), np.float64(np.nan), np.array(2),
+                     np.array([1, 2]), (1,), (1, 2, 3), (0, 1), [2, 2], {}, object()]),
+)
+CONSTRUCTORS = [
+    (Conv2D, {"filters": 2, "kernel_size": 3},
+     ["filters", "kernel_size", "strides", "padding", "activation", "use_bias", "name"]),
+    (Dense, {"units": 2}, ["units", "activation", "use_bias", "name"]),
+    (Dropout, {"rate": 0.5}, ["rate", "seed", "name"]),
+    (MaxPooling2D, {}, ["pool_size", "strides", "padding"]),
+    (BatchNormalization, {}, ["axis", "momentum", "epsilon", "center", "scale"]),
+    (optimizers.Adam, {}, ["learning_rate", "beta_1", "beta_2", "epsilon"]),
+    (optimizers.SGD, {}, ["learning_rate", "momentum", "nesterov"]),
+    (callbacks.EarlyStopping, {}, ["patience", "min_delta", "mode", "baseline",
+                                   "restore_best_weights", "start_from_epoch"]),
+]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(which=st.integers(0, len(CONSTRUCTORS) - 1), pick=st.integers(0, 10), junk=JUNK)
+def test_fuzzed_constructor_arguments_are_accepted_or_refused_by_name(which, pick, junk):
+    cls, base, args = CONSTRUCTORS[which]
+    arg = args[pick % len(args)]
+    try:
+        cls(**{**base, arg: junk})
+    except (TypeError, ValueError) as e:
+        assert arg in str(e), f"{cls.__name__}({arg}={junk!r}): {e}"
+
+
+FIT_ARGS = ["batch_size", "epochs", "verbose", "validation_split", "shuffle", "seed",
+            "initial_epoch", "callbacks", "validation_data", "sample_weight"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(pick=st.integers(0, len(FIT_ARGS) - 1), junk=JUNK)
+def test_fuzzed_fit_arguments_are_accepted_or_refused_without_a_trace(pick, junk):
+    arg = FIT_ARGS[pick]
+    if arg == "epochs" and isinstance(junk, (int, np.integer)) and junk > 3:
+        return  # valid, and would train for that many epochs
+    model = _FUZZ_MODEL
+    before = model_state(model)
+    try:
+        model.fit(X[:8], Y[:8], **{"epochs": 1, "verbose": 0, arg: junk})
+    except (TypeError, ValueError) as e:
+        named = arg in str(e) or (arg == "validation_data" and "val_" in str(e))
+        assert named, f"fit({arg}={junk!r}): {e}"
+        assert_state_unchanged(before, model, f"fit({arg}={junk!r})")
+
+
+_FUZZ_MODEL = make_model()
