@@ -154,16 +154,19 @@ def backward_step(layer, dout, is_last):
 class Step:
     """One layer's part in the step. Arrays have the batch axis first.
 
-    x: its input; out: its output; note: forward_note; dout: dL/d(out) as it arrived (for the
-    softmax output layer, the fused loss gradient dL/dz, which is also `dz`); dz: dL/dz before
-    the activation (Conv2D, Dense); dx: dL/d(x) handed down (None for the data input); grads:
-    copies of dL/d(each weight); rows: the backward table's rows for this layer.
+    x: its input; out: its output; note: forward_note; z: the pre-activation (Conv2D, Dense;
+    else None); mask: Dropout's mask, 0 or 1 / (1 - rate) (else None); dout: dL/d(out) as it
+    arrived (for the softmax output layer, the fused loss gradient dL/dz, which is also `dz`);
+    dz: dL/dz before the activation (Conv2D, Dense); dx: dL/d(x) handed down (None for the
+    data input); grads: copies of dL/d(each weight); rows: the backward table's rows.
     """
 
     layer: object
     x: np.ndarray
     out: np.ndarray
     note: str
+    z: np.ndarray | None = None
+    mask: np.ndarray | None = None
     dout: np.ndarray | None = None
     dz: np.ndarray | None = None
     dx: np.ndarray | None = None
@@ -191,7 +194,10 @@ def walk(model: Sequential, x, y) -> Walk:
     steps, a = [], x
     for layer in model.layers:
         out = layer.forward(a, training=True)
-        steps.append(Step(layer, a, out, forward_note(layer, a, out)))
+        # Layers make new arrays each forward, so these references stay valid after later runs.
+        z = layer.preactivation if isinstance(layer, (Conv2D, Dense)) else None
+        mask = layer.cache if isinstance(layer, Dropout) else None
+        steps.append(Step(layer, a, out, forward_note(layer, a, out), z=z, mask=mask))
         a = out
     loss, dloss = model.loss_and_gradient(y, a)
     d = dloss
