@@ -1,6 +1,6 @@
 """`minicnn explain --html`: one digit's training step as one self-contained web page.
 
-    html = page(model, walk, checks, info)      # a str; the command writes it atomically
+    html = page(walk, checks, info)      # a str; the command writes it atomically
 
 The page has, top to bottom: the digit; **forward**, one section per layer (`id="forward-<name>"`)
 with what it computed (the text `minicnn explain` prints) and every output map; the loss;
@@ -356,7 +356,7 @@ def _shape(shape) -> str:
     return shape if isinstance(shape, str) else str(tuple(shape))
 
 
-def page(model, walk, checks, info: PageInfo) -> str:
+def page(walk, checks, info: PageInfo) -> str:
     """The whole page for a walk of one image (walk.steps[i].x has batch axis 1); checks[i] is
     layer i's checked gradient or None."""
     steps = walk.steps

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 
-BINARY = "/usr/bin/chromium"
+BINARY = os.environ.get("MINICNN_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 # What the brief asks for a quiet, offline, throwaway browser; --no-sandbox because CI runs as
 # root, where Chromium's sandbox refuses to start.
 FLAGS = [

@@ -1,7 +1,8 @@
 """The `minicnn explain --html` page in a real browser: headless Chromium opens it from disk,
 draws it, runs its script, and a pointer hovers a conv pixel (tests/chromium.py drives it).
 
-Skipped, with one line saying so, where /usr/bin/chromium is missing (.ci/run installs it).
+Skipped, with one line saying so, where /usr/bin/chromium is missing (.ci/run installs it;
+$MINICNN_CHROMIUM names another binary).
 """
 
 import io

@@ -34,7 +34,7 @@ from minicnn.layers import Conv2D
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 from minicnn.utils import to_categorical
-from minicnn.walkthrough import H, check_entry, largest_entry, norm, walk
+from minicnn.walkthrough import H, check_entry, float64_copy, largest_entry, norm, walk
 
 HELP = (
     "Walk digits through a model forward and back: shapes and norms as text, or one digit's "
@@ -124,13 +124,11 @@ def check_arguments(args) -> None:
                          f"no such file: {args.model}")
 
 
-def load_model(spec: str, seed: int):
-    """(float64 model, title, where) for 'seed', 'deep' or a saved model's path.
+def resolve_model(spec: str, seed: int):
+    """(compiled float64 model, title, where) for 'seed', 'deep' or a saved model's path.
 
     Raises UsageError for a file that is not a minicnn model on 28x28x1 images.
     """
-    from minicnn.walkthrough import float64_copy
-
     if spec in models.BUILDERS:
         clear_session()
         set_random_seed(seed)
@@ -150,7 +148,11 @@ def load_model(spec: str, seed: int):
         name = models.architecture_name(saved)
         clear_session()
         set_random_seed(seed)
-        model = float64_copy(saved)
+        try:
+            model = float64_copy(saved)
+        except (TypeError, ValueError) as e:  # a layer whose config does not rebuild it
+            raise UsageError(f"argument --model: {spec}: cannot rebuild the model in float64 "
+                             f"({e})") from e
         where = f"weights from {spec}"
     title = {"seed": "Seed model", "deep": "Deep model"}.get(name, "Model")
     model.compile(loss="categorical_crossentropy", optimizer="adam")
@@ -187,7 +189,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    model, title, where = load_model(args.model, args.seed)
+    model, title, where = resolve_model(args.model, args.seed)
     try:
         ds = _load_data(args.dataset, args.data)
     except (FileNotFoundError, ValueError) as e:
@@ -236,14 +238,16 @@ def _text(args, ds, model, title, where) -> int:
 
     # One number checked by hand: the centre weight of the first filter of the first layer
     # with weights (any entry of its kernel when that is not a 3x3 conv).
-    i = next(i for i, layer in enumerate(layers) if "kernel" in layer.params)
+    i = next((i for i, layer in enumerate(layers) if "kernel" in layer.params), None)
+    if i is None:
+        return 0
     kernel = layers[i].params["kernel"]
     centre = isinstance(layers[i], Conv2D) and kernel.shape[:2] == (3, 3)
     index = (1, 1, 0, 0) if centre else largest_entry(w.steps[i].grads["kernel"])
     c = check_entry(model, w.steps, y, i, "kernel", index)
-    where_ = ",".join(map(str, c.index))
+    at = ",".join(map(str, c.index))
     print()
-    print(f"Check one number: dL/dW[{where_}] of {c.layer} by backprop = {c.analytic:.10f}")
+    print(f"Check one number: dL/dW[{at}] of {c.layer} by backprop = {c.analytic:.10f}")
     print(
         f"  by central differences (L(w + h) - L(w - h)) / 2h, h = {H:g}: {c.numeric:.10f}  "
         f"(rel error {c.error:.1e}; `minicnn gradcheck` checks them all)"
@@ -255,9 +259,10 @@ def _text(args, ds, model, title, where) -> int:
     return 0
 
 
-def _row(label, what, shape, norm, note=""):
+def _row(label, what, shape, size, note=""):
+    """One line of the backward table; size is the norm, already formatted."""
     shape = shape if isinstance(shape, str) else str(tuple(shape))
-    print(f"  {label:<16}{what:<52}{shape:<17}{norm:>7}  {note}".rstrip())
+    print(f"  {label:<16}{what:<52}{shape:<17}{size:>7}  {note}".rstrip())
 
 
 def _page(args, ds, model, title, where) -> int:
@@ -292,7 +297,7 @@ def _page(args, ds, model, title, where) -> int:
         backend=config.get_backend(),
         seed=args.seed,
     )
-    html = explain_html.page(model, w, checks, info)
+    html = explain_html.page(w, checks, info)
     path = Path(args.html)
     atomic_write(path, lambda f: f.write(html.encode("utf-8")))
     size = os.path.getsize(path)
