@@ -392,3 +392,14 @@ def test_digit_out_of_range_names_the_range(numpy_backend, tmp_path, capsys, mon
     n = len(datasets.load("mnist").x_train)
     assert f"has {n:,} training images (0 to {n - 1:,})" in line
     assert not (tmp_path / "p.html").exists()
+
+
+def test_page_runs_on_numpy_when_auto_and_restores_the_backend(tmp_path, capsys):
+    old = minicnn.config._BACKEND
+    minicnn.set_backend("auto")
+    try:
+        page, _ = _make(tmp_path, capsys)
+        assert minicnn.config._BACKEND == "auto" and minicnn.floatx() == "float32"
+    finally:
+        minicnn.set_backend(old)
+    assert re.search(r"on the\s+numpy backend", page.text)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, datasets, models
+from minicnn import config, datasets, kernels, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import freeze_dropout
@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed", type=_seed, default=0, help="initial weights and dropout masks (default: 0)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=(*config.BACKENDS, "auto"),
+        default=None,
+        help="kernels to run (default: the backend in force; for --html, numpy when that is "
+        "'auto': one digit is quicker done than Numba's kernels are loaded)",
     )
     parser.add_argument(
         "--dataset",
@@ -175,9 +182,10 @@ def _images(images) -> np.ndarray:
 
 # --- the command --------------------------------------------------------------------------------
 def run(args) -> int:
-    old_floatx = config.floatx()
+    old_floatx, old_backend = config.floatx(), config._BACKEND
     try:
         check_arguments(args)
+        config.set_backend(_backend(args))
         config.set_floatx("float64")
         with threadpool_limits(1):  # small products: extra BLAS threads only add hand-offs
             return _run(args)
@@ -186,6 +194,21 @@ def run(args) -> int:
         return 2
     finally:
         config.set_floatx(old_floatx)
+        config.set_backend(old_backend)
+
+
+def _backend(args) -> str:
+    """--backend, else the one in force; a page with 'auto' in force runs on NumPy: one image
+    is a few milliseconds of work, less than loading Numba's compiled kernels (about a second)
+    or compiling them on a first run (about 45 s)."""
+    if args.backend is not None:
+        if args.backend == "numba" and not kernels.numba_available():
+            raise UsageError("argument --backend: the Numba backend is not available here; "
+                             "use numpy or auto")
+        return args.backend
+    if args.html is not None and config._BACKEND == "auto":
+        return "numpy"
+    return config._BACKEND
 
 
 def _run(args) -> int:
