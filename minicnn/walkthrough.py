@@ -40,9 +40,15 @@ def forward_note(layer, x, out) -> str:
         n = kh * kw * c
         act = layer.activation.name
         tail = f", then {act} ({percent_zero(out)})" if act == "relu" else f", then {act}"
+        bias = " + bias" if layer.use_bias else ""
+        if layer.padding == "valid" and layer.strides == (1, 1):
+            size = f"{x.shape[1]} - {kh} + 1 = {out.shape[1]}"
+        else:
+            size = (f"'{layer.padding}' padding, stride {layer.strides[0]}: {x.shape[1]} -> "
+                    f"{out.shape[1]}")
         return (
-            f"conv {kh}x{kw}, {f} filters: each output pixel = {n} weights . {n} pixels + "
-            f"bias{tail}; {x.shape[1]} - {kh} + 1 = {out.shape[1]}"
+            f"conv {kh}x{kw}, {f} filters: each output pixel = {n} weights . {n} pixels"
+            f"{bias}{tail}; {size}"
         )
     if isinstance(layer, MaxPooling2D):
         ph, pw = layer.pool_size
@@ -107,9 +113,11 @@ def backward_step(layer, dout, is_last):
                             norm(dz)))
             name = ""
         dx = layer.backward_linear(dz)
-        dw, db = layer.grads["kernel"], layer.grads["bias"]
+        dw = layer.grads["kernel"]
         rows.append(Row(name, "dL/dW = x^T . dL/dz", dw.shape, norm(dw)))
-        rows.append(Row("", "dL/db = sum over the batch of dL/dz", db.shape, norm(db)))
+        if "bias" in layer.grads:  # use_bias=False has none
+            db = layer.grads["bias"]
+            rows.append(Row("", "dL/db = sum over the batch of dL/dz", db.shape, norm(db)))
         rows.append(Row("", "dL/dx = dL/dz . W^T", dx.shape, norm(dx)))
         return dx, dz, rows
     if isinstance(layer, Conv2D):
@@ -126,8 +134,9 @@ def backward_step(layer, dout, is_last):
         ))
         rows.append(Row("", "dL/dW[p,q,c,f] = sum_nij x[n,i+p,j+q,c] dz[n,i,j,f]",
                         layer.grads["kernel"].shape, norm(layer.grads["kernel"])))
-        rows.append(Row("", "dL/db[f] = sum_nij dz[n,i,j,f]", layer.grads["bias"].shape,
-                        norm(layer.grads["bias"])))
+        if "bias" in layer.grads:
+            rows.append(Row("", "dL/db[f] = sum_nij dz[n,i,j,f]", layer.grads["bias"].shape,
+                            norm(layer.grads["bias"])))
         if dx is None:
             rows.append(Row("", "dL/dx: not needed (the input is data)", x.shape, "-",
                             "not computed"))
