@@ -260,9 +260,12 @@ def _check_line(check) -> str:
         return ""
     what = "dL/dW" if check.target == "kernel" else f"dL/d{check.target}"
     index = ",".join(map(str, check.index))
-    return (f'<p class="check">Check one number, the largest: {what}[{index}] of {esc(check.layer)}'
-            f" by backprop = {check.analytic:.10f}; by central differences (L(w + h) - L(w - h))"
-            f" / 2h, h = {H:g}: {check.numeric:.10f} (rel error {check.error:.1e})</p>")
+    kink = ("; its nudges cross a ReLU kink or a pooling tie, as did those of the next largest "
+            "ones, so the quotient is not the derivative here" if check.kink else "")
+    return (f'<p class="check">Check one number, the largest off a kink: {what}[{index}] of '
+            f"{esc(check.layer)} by backprop = {check.analytic:.10f}; by central differences "
+            f"(L(w + h) - L(w - h)) / 2h, h = {H:g}: {check.numeric:.10f} (rel error "
+            f"{check.error:.1e}){kink}</p>")
 
 
 @dataclass

@@ -5,6 +5,7 @@ Pages are made in-process through the CLI on the NumPy backend (one digit: no ke
 """
 
 import base64
+import html
 import io
 import json
 import re
@@ -198,8 +199,9 @@ def test_worked_conv_pixel_is_the_largest_output_and_right(pages):
 @pytest.mark.parametrize("model", ["seed", "deep"])
 def test_every_checked_gradient_agrees_with_central_differences(pages, model):
     page, _ = pages[model]
-    checks = re.findall(r"Check one number, the largest: dL/d(\w+)\[[\d,]+\] of (\w+) by backprop "
-                        r"= ([-\d.]+); .*? \(rel error ([\d.e+-]+)\)", page.text)
+    checks = re.findall(r"Check one number, the largest off a kink: dL/d(\w+)\[[\d,]+\] of "
+                        r"(\w+) by backprop = ([-\d.]+); .*? \(rel error ([\d.e+-]+)\)</p>",
+                        page.text)
     assert [layer for _, layer, _, _ in checks] == list(reversed(LAYERS[model]))
     for target, layer, analytic, error in checks:
         assert float(error) < CHECK_TOLERANCE, (layer, target, error)
@@ -403,3 +405,63 @@ def test_page_runs_on_numpy_when_auto_and_restores_the_backend(tmp_path, capsys)
     finally:
         minicnn.set_backend(old)
     assert re.search(r"on the\s+numpy backend", page.text)
+
+
+def test_page_follows_any_saved_model_layers(numpy_backend, tmp_path, capsys):
+    """Sections come from the model's layers: no bias, 'same' padding, a stride, batch
+    normalisation and an Activation layer each get theirs, and every check still agrees."""
+    from minicnn.layers import Activation, BatchNormalization, Conv2D, Dense, Flatten, MaxPooling2D
+
+    clear_session()
+    minicnn.set_random_seed(1)
+    model = minicnn.Sequential([
+        Conv2D(8, 3, padding="same", use_bias=False, input_shape=(28, 28, 1)),
+        BatchNormalization(), Activation("relu"), MaxPooling2D(),
+        Conv2D(4, 3, strides=2, activation="tanh"), Flatten(), Dense(10, activation="softmax"),
+    ])
+    model.save(tmp_path / "custom.npz")
+    page, _ = _make(tmp_path, capsys, "--model", str(tmp_path / "custom.npz"))
+    names = ["conv2d", "batch_normalization", "activation", "max_pooling2d", "conv2d_1",
+             "flatten", "dense"]
+    assert page.sections == (["input"] + [f"forward-{n}" for n in names] + ["loss"]
+                             + [f"backward-{n}" for n in reversed(names)])
+    text = html.unescape(page.text)
+    assert ("conv 3x3, 8 filters: each output pixel = 9 weights . 9 pixels, then linear; "
+            "'same' padding, stride 1: 28 -> 28") in text
+    assert "'valid' padding, stride 2: 14 -> 6" in text
+    backward_conv = page.text.split('id="backward-conv2d"')[1]
+    assert "dL/db" not in backward_conv, "a conv without bias has no bias gradient"
+    errors = [float(e) for e in re.findall(r"\(rel error ([\d.e+-]+)\)</p>", page.text)]
+    assert len(errors) == len(names) and max(errors) < CHECK_TOLERANCE
+    data = page.conv_data()
+    assert sorted(data) == ["conv2d", "conv2d_1"]
+    assert (data["conv2d"]["pt"], data["conv2d"]["pl"], data["conv2d_1"]["sh"]) == (1, 1, 2)
+
+
+def test_check_largest_steps_off_a_pooling_tie(float64, numpy_backend):
+    """A 2x2 window of ReLU zeros routes its gradient to its first zero; nudged down, another
+    zero wins, so the difference quotient is half the derivative (rel error exactly 1/3). That
+    entry is flagged as a kink and check_largest checks the next largest instead."""
+    from minicnn.layers import Activation, Dense, Flatten, MaxPooling2D
+    from minicnn.walkthrough import check_largest
+
+    clear_session()
+    model = minicnn.Sequential([Activation("relu", input_shape=(4, 4, 1)), MaxPooling2D(),
+                                Flatten(), Dense(3, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    kernel = np.random.default_rng(0).normal(0, 0.5, (4, 3))
+    kernel[0] = [5.0, -5.0, 0.0]  # the tied window (top left) gets the largest gradient
+    model.layers[-1].set_weights([kernel, np.zeros(3)])
+    x = np.arange(1.0, 17.0).reshape(1, 4, 4, 1) / 16
+    x[0, :2, :2, 0] = -1.0  # relu -> four exact zeros
+    y = np.eye(3)[[1]]
+    steps = walk(model, x, y).steps
+    tie = largest_entry(steps[1].dx)
+    assert tie == (0, 0, 0, 0)
+    check = check_entry(model, steps, y, 1, "x", tie)
+    # one-sided on one side, so the half holds to O(h) only, not O(h^2): 1e-5 measured 1.7e-6
+    assert check.kink and check.error == pytest.approx(1 / 3, rel=1e-5)
+    assert check.numeric == pytest.approx(check.analytic / 2, rel=1e-5)
+    best = check_largest(model, steps, y, 1, "x")
+    assert not best.kink and best.index != tie and best.error < 1e-8
+    assert abs(best.analytic) == np.sort(np.abs(steps[1].dx), axis=None)[-2]

@@ -34,7 +34,15 @@ from minicnn.layers import Conv2D
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 from minicnn.utils import to_categorical
-from minicnn.walkthrough import H, check_entry, float64_copy, largest_entry, norm, walk
+from minicnn.walkthrough import (
+    H,
+    check_entry,
+    check_largest,
+    float64_copy,
+    largest_entry,
+    norm,
+    walk,
+)
 
 HELP = (
     "Walk digits through a model forward and back: shapes and norms as text, or one digit's "
@@ -275,6 +283,9 @@ def _text(args, ds, model, title, where) -> int:
         f"  by central differences (L(w + h) - L(w - h)) / 2h, h = {H:g}: {c.numeric:.10f}  "
         f"(rel error {c.error:.1e}; `minicnn gradcheck` checks them all)"
     )
+    if c.kink:
+        print("  (the two nudges crossed a ReLU kink or a pooling tie, so the quotient is not "
+              "the derivative here)")
     print(
         "An optimizer step would now move every W and b against its gradient (Adam: "
         "w -= alpha * m / (sqrt(v) + eps))."
@@ -302,10 +313,9 @@ def _page(args, ds, model, title, where) -> int:
     checks = []
     for i, step in enumerate(w.steps):  # one number per layer: its largest gradient
         if "kernel" in step.grads:
-            checks.append(check_entry(model, w.steps, y, i, "kernel",
-                                      largest_entry(step.grads["kernel"])))
+            checks.append(check_largest(model, w.steps, y, i, "kernel"))
         elif step.dx is not None:
-            checks.append(check_entry(model, w.steps, y, i, "x", largest_entry(step.dx)))
+            checks.append(check_largest(model, w.steps, y, i, "x"))
         else:
             checks.append(None)
     info = explain_html.PageInfo(
