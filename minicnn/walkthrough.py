@@ -1,9 +1,9 @@
 """One training step, layer by layer, with every tensor kept: what `minicnn explain` prints and
 `minicnn explain --html` draws.
 
-    steps, loss = walk(model, x, y)     # forward, loss, backward; layers called one by one
-    check = check_entry(model, steps, y, i, "kernel", (1, 1, 0, 0))   # one number, by hand
-    check = check_largest(model, steps, y, i, "kernel")   # the largest gradient off a kink
+    w = walk(model, x, y)       # forward, loss, backward: w.steps (one per layer), w.p, w.loss
+    check = check_entry(model, w.steps, y, i, "kernel", (1, 1, 0, 0))  # one number, by hand
+    check = check_largest(model, w.steps, y, i, "kernel")  # the largest gradient off a kink
 
 The layers are called one by one (not through the model's fused units), in training mode, so
 every intermediate array exists: each layer's input and output, the gradient arriving at its
