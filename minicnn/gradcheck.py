@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.layers.dropout import Dropout
+from minicnn.layers.pooling import MaxPooling2D
 
 
 def rel_error(a, b) -> float:
@@ -54,6 +55,20 @@ def _sample(size, rng, max_entries):
 
 def _masked(a, idx):
     return a if idx is None else a.reshape(-1)[idx]
+
+
+def kink_pattern(layers) -> bytes:
+    """Which side of 0 every ReLU input is on and which pixel won every pooling window, as left
+    by the last forward pass: two nudges that leave it unchanged stay on one smooth piece."""
+    parts = []
+    for layer in layers:
+        if layer.cache is None:
+            continue
+        if isinstance(layer, MaxPooling2D):
+            parts.append(np.asarray(layer.cache[1]).tobytes())
+        elif getattr(getattr(layer, "activation", None), "name", None) == "relu":
+            parts.append(np.packbits(np.asarray(layer.preactivation) > 0).tobytes())
+    return b"".join(parts)
 
 
 def freeze_dropout(layers, rng):

@@ -47,3 +47,36 @@ def build(name: str, **kwargs) -> Sequential:
         raise ValueError(f"Invalid value for argument model. Expected one of {sorted(BUILDERS)}. "
                          f"Received: model={name!r}")
     return BUILDERS[name](**kwargs)
+
+
+def architecture_name(model: Sequential) -> str | None:
+    """'seed' or 'deep' when model has exactly that builder's layers, else None.
+
+    Layers are compared by class and config (names and dropout seeds aside) and the input
+    shape must be the digits' (28, 28, 1). Nothing is built, and layer naming and minicnn's
+    random stream are left as they were (a builder's Dropout draws a seed from it).
+    """
+    from minicnn import random as mrandom
+    from minicnn.layers import base
+
+    def signature(layers):
+        return [
+            (type(layer).__name__,
+             {k: v for k, v in layer.get_config().items() if k not in ("name", "seed")})
+            for layer in layers
+        ]
+
+    if tuple(model.input_shape or ()) != (28, 28, 1):
+        return None
+    mine = signature(model.layers)
+    for name, build in BUILDERS.items():
+        names, state = dict(base._NAME_COUNTS), mrandom._root.bit_generator.state
+        try:
+            reference = build(input_shape=None)  # None: the layers stay unbuilt
+        finally:
+            base._NAME_COUNTS.clear()
+            base._NAME_COUNTS.update(names)
+            mrandom._root.bit_generator.state = state
+        if signature(reference.layers) == mine:
+            return name
+    return None

@@ -1,241 +1,258 @@
-"""`minicnn explain`: one small batch of real digits through the seed model, forward then back.
+"""`minicnn explain`: a few real digits through a model, forward then back, as text or as a page.
 
 Forward, layer by layer: the output shape and what the layer computed. Then the loss. Then
 backward, layer by layer in reverse: the shape and norm of dL/d(output) arriving, dL/dW and dL/db
 filled on the way, and dL/d(input) handed down: the chain rule, one link per line. It ends by
 checking one weight's gradient against (L(w + h) - L(w - h)) / 2h.
 
-The model is built in float64 (so the final check agrees to ~9 digits), in training mode (dropout
+With ``--html PAGE`` it writes the same walk for one digit as one self-contained web page of
+pictures instead (minicnn/explain_html.py): every map, gradient and filter, and a gradient check
+per layer.
+
+The model is built in float64 (so the checks agree to ~9 digits), in training mode (dropout
 on, as in a training step), with the layers called one by one rather than through the model's
-fused units, so every intermediate array is there to print.
+fused units, so every intermediate array is there (minicnn/walkthrough.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, datasets, models
+from minicnn import config, datasets, kernels, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
-from minicnn.gradcheck import freeze_dropout, rel_error
-from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from minicnn.gradcheck import freeze_dropout
+from minicnn.layers import Conv2D
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 from minicnn.utils import to_categorical
+from minicnn.walkthrough import (
+    H,
+    check_entry,
+    check_largest,
+    float64_copy,
+    largest_entry,
+    norm,
+    walk,
+)
 
-HELP = "Walk 4 digits through the seed model: shapes forward, gradient shapes and norms back."
+HELP = (
+    "Walk digits through a model forward and back: shapes and norms as text, or one digit's "
+    "maps and gradients as a web page (--html)."
+)
 
-H = 1e-6  # float64 central differences (see minicnn/gradcheck.py)
+INPUT_SHAPE, NUM_CLASSES = (28, 28, 1), 10
+DEFAULT_BATCH = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--html",
+        metavar="PAGE",
+        help="write one digit's walk as a self-contained web page to PAGE (e.g. explain.html) "
+        "instead of printing text",
+    )
+    parser.add_argument(
         "--batch",
         type=_positive_int,
-        default=4,
+        default=None,
         metavar="N",
-        help="digits in the batch (default: 4)",
+        help=f"text: digits in the batch (default: {DEFAULT_BATCH})",
+    )
+    parser.add_argument(
+        "--digit",
+        type=_seed,
+        default=None,
+        metavar="N",
+        help="--html: which training image to show (default: 0, the first)",
     )
     parser.add_argument(
         "--model",
-        metavar="PATH",
-        help="use the weights of a model saved by `minicnn train --save PATH` "
-        "(default: a freshly initialised seed model)",
+        metavar="seed|deep|PATH",
+        default="seed",
+        help="a freshly initialised 'seed' or 'deep' model, or a model saved by "
+        "`minicnn train --save PATH` (default: seed)",
     )
     parser.add_argument(
         "--seed", type=_seed, default=0, help="initial weights and dropout masks (default: 0)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=(*config.BACKENDS, "auto"),
+        default=None,
+        help="kernels to run (default: the backend in force; for --html, numpy when that is "
+        "'auto': one digit is quicker done than Numba's kernels are loaded)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=datasets.NAMES,
+        default="mnist",
+        help="which images (default: mnist)",
     )
     parser.add_argument(
         "--data", metavar="PATH", help="mnist.npz or IDX folder (default: as `minicnn train`)"
     )
 
 
-# --- what each layer does, in one line ----------------------------------------------------------
-def _percent_zero(a) -> str:
-    return f"{100 * np.count_nonzero(a == 0) / a.size:.0f}% are 0"
+class UsageError(Exception):
+    """A bad argument: reported as one line, exit status 2, before any work."""
 
 
-def forward_note(layer, x, out) -> str:
-    """One line saying what `layer` computed from x to out."""
-    if isinstance(layer, Conv2D):
-        kh, kw = layer.kernel_size
-        c, f = x.shape[-1], layer.filters
-        n = kh * kw * c
-        act = layer.activation.name
-        tail = f", then {act} ({_percent_zero(out)})" if act == "relu" else f", then {act}"
-        return (
-            f"conv {kh}x{kw}, {f} filters: each output pixel = {n} weights . {n} pixels + "
-            f"bias{tail}; {x.shape[1]} - {kh} + 1 = {out.shape[1]}"
-        )
-    if isinstance(layer, MaxPooling2D):
-        ph, pw = layer.pool_size
-        return (
-            f"max of each {ph}x{pw} window: {x.shape[1]} / {layer.strides[0]} = "
-            f"{out.shape[1]}, keeps 1 value in {ph * pw}"
-        )
-    if isinstance(layer, Dropout):
-        kept = np.count_nonzero(layer.cache) / layer.cache.size if layer.cache is not None else 1
-        return (
-            f"zero each value with p = {layer.rate:g}, scale the rest by 1/(1 - {layer.rate:g})"
-            f" = {1 / (1 - layer.rate):.4g} (here {100 * (1 - kept):.0f}% zeroed)"
-        )
-    if isinstance(layer, Flatten):
-        dims = " x ".join(str(d) for d in x.shape[1:])
-        return f"reshape {dims} = {out.shape[1]:,} values per image (C order), no arithmetic"
-    if isinstance(layer, Dense):
-        d, k = layer.params["kernel"].shape
-        act = layer.activation.name
-        if act == "softmax":
-            act = "softmax p_k = exp(z_k) / sum_j exp(z_j)"
-        return f"z = x . W + b, W is {d:,} x {k}: {d:,} weights per output; then {act}"
-    return type(layer).__name__
+# --- arguments, checked before anything is computed ---------------------------------------------
+def check_writable(path) -> Path:
+    """The page's path, if a file can be created there; UsageError saying why not otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"argument --html: {path} is a folder; give a file name such as "
+                         f"{path / 'explain.html'}")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"argument --html: cannot write {path}: {folder} {what}")
+    try:  # the only test that is true for every user and file system: create a file there
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"argument --html: cannot write in {folder}: {e.strerror}") from e
+    return path
 
 
-def _norm(a) -> str:
-    return f"{np.linalg.norm(a):.4g}"
+def check_arguments(args) -> None:
+    if args.html is None and args.digit is not None:
+        raise UsageError("argument --digit: only with --html (the text walk shows the first "
+                         "--batch N digits)")
+    if args.html is not None and args.batch is not None:
+        raise UsageError("argument --batch: not with --html (the page shows one digit; "
+                         "choose it with --digit N)")
+    if args.html is not None:
+        check_writable(args.html)
+    if args.model not in models.BUILDERS and not Path(args.model).is_file():
+        raise UsageError(f"argument --model: expected seed, deep or a saved model file; "
+                         f"no such file: {args.model}")
 
 
-def _row(label, what, shape, norm, note=""):
-    shape = shape if isinstance(shape, str) else str(tuple(shape))
-    print(f"  {label:<16}{what:<52}{shape:<17}{norm:>7}  {note}".rstrip())
+def resolve_model(spec: str, seed: int):
+    """(compiled float64 model, title, where) for 'seed', 'deep' or a saved model's path.
 
-
-def backward_through(layer, dout, is_last):
-    """Run layer's backward on dout, printing each gradient it produces; returns dL/dx."""
-    name = layer.name
-    if isinstance(layer, Dense):
-        x, z, _ = layer.cache
-        if is_last:  # the model fuses softmax with the crossentropy: dout is already dL/dz
-            dz = dout
-        else:
-            dz = layer.activation.backward(dout, z, layer.cache[2])
-            _row(name, f"dL/dz = dL/dout * {layer.activation.name}'(z)", dz.shape, _norm(dz))
-            name = ""
-        dx = layer.backward_linear(dz)
-        _row(name, "dL/dW = x^T . dL/dz", layer.grads["kernel"].shape, _norm(layer.grads["kernel"]))
-        _row(
-            "",
-            "dL/db = sum over the batch of dL/dz",
-            layer.grads["bias"].shape,
-            _norm(layer.grads["bias"]),
-        )
-        _row("", "dL/dx = dL/dz . W^T", dx.shape, _norm(dx))
-        return dx
-    if isinstance(layer, Conv2D):
-        x, z, out = layer.cache
-        dz = layer.activation.backward(dout, z, out)
-        dx = layer.backward_linear(dz)
-        act = layer.activation.name
-        _row(
-            name,
-            f"dL/dz = dL/dout * {act}'(z)" + (" (1 where z > 0)" if act == "relu" else ""),
-            dz.shape,
-            _norm(dz),
-            _percent_zero(dz),
-        )
-        _row(
-            "",
-            "dL/dW[p,q,c,f] = sum_nij x[n,i+p,j+q,c] dz[n,i,j,f]",
-            layer.grads["kernel"].shape,
-            _norm(layer.grads["kernel"]),
-        )
-        _row(
-            "",
-            "dL/db[f] = sum_nij dz[n,i,j,f]",
-            layer.grads["bias"].shape,
-            _norm(layer.grads["bias"]),
-        )
-        if dx is None:
-            _row("", "dL/dx: not needed (the input is data)", x.shape, "-", "not computed")
-        else:
-            _row("", "dL/dx = full conv of dz with the flipped W", dx.shape, _norm(dx))
-        return dx
-    dx = layer.backward(dout)
-    if isinstance(layer, MaxPooling2D):
-        ph, pw = layer.pool_size
-        what = f"dL/dx: each to its window's max, {ph * pw - 1} get 0"
-        _row(name, what, dx.shape, _norm(dx), _percent_zero(dx))
-    elif isinstance(layer, Dropout):
-        _row(
-            name,
-            f"dL/dx = dL/dout * mask (0 or {1 / (1 - layer.rate):.4g})",
-            dx.shape,
-            _norm(dx),
-            _percent_zero(dx),
-        )
-    elif isinstance(layer, Flatten):
-        _row(name, "dL/dx = dL/dout reshaped back", dx.shape, _norm(dx))
+    Raises UsageError for a file that is not a minicnn model on 28x28x1 images.
+    """
+    if spec in models.BUILDERS:
+        clear_session()
+        set_random_seed(seed)
+        model = models.build(spec)
+        where = "freshly initialised (Glorot uniform kernels, zero biases)"
+        name = spec
     else:
-        _row(name, "dL/dx", dx.shape, _norm(dx))
-    return dx
+        from minicnn import load_model as load_saved
+
+        try:
+            saved = load_saved(spec)
+        except ValueError as e:
+            raise UsageError(f"argument --model: {' '.join(str(e).split())}") from e
+        if tuple(saved.input_shape or ()) != INPUT_SHAPE:
+            raise UsageError(f"argument --model: {spec} holds a model on inputs of shape "
+                             f"{saved.input_shape}; explain needs 28x28x1 digits")
+        name = models.architecture_name(saved)
+        clear_session()
+        set_random_seed(seed)
+        try:
+            model = float64_copy(saved)
+        except (TypeError, ValueError) as e:  # a layer whose config does not rebuild it
+            raise UsageError(f"argument --model: {spec}: cannot rebuild the model in float64 "
+                             f"({e})") from e
+        where = f"weights from {spec}"
+    title = {"seed": "Seed model", "deep": "Deep model"}.get(name, "Model")
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    return model, title, where
 
 
-# --- the walk -----------------------------------------------------------------------------------
-def _load_digits(path, n):
+def _load_data(name, path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = datasets.load("mnist", path)
+        ds = datasets.load(name, path)
     for w in caught:
         print(f"Warning: {' '.join(str(w.message).split())}", file=sys.stderr, flush=True)
-    images, labels = ds.x_train[:n], ds.y_train[:n]
-    x = images.reshape(len(images), 28, 28, 1).astype(np.float64) / 255  # (N, 28, 28, 1)
-    return ds, x, labels
+    return ds
 
 
+def _images(images) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float64 (N, 28, 28, 1), pixels / 255."""
+    return images.reshape(len(images), *INPUT_SHAPE).astype(np.float64) / 255
+
+
+# --- the command --------------------------------------------------------------------------------
 def run(args) -> int:
-    old_floatx = config.floatx()
+    old_floatx, old_backend = config.floatx(), config._BACKEND
     try:
+        check_arguments(args)
+        config.set_backend(_backend(args))
         config.set_floatx("float64")
         with threadpool_limits(1):  # small products: extra BLAS threads only add hand-offs
             return _run(args)
+    except UsageError as e:
+        print(f"minicnn explain: error: {e}", file=sys.stderr)
+        return 2
     finally:
         config.set_floatx(old_floatx)
+        config.set_backend(old_backend)
+
+
+def _backend(args) -> str:
+    """--backend, else the one in force; a page with 'auto' in force runs on NumPy: one image
+    is a few milliseconds of work, less than loading Numba's compiled kernels (about a second)
+    or compiling them on a first run (about 45 s)."""
+    if args.backend is not None:
+        if args.backend == "numba" and not kernels.numba_available():
+            raise UsageError("argument --backend: the Numba backend is not available here; "
+                             "use numpy or auto")
+        return args.backend
+    if args.html is not None and config._BACKEND == "auto":
+        return "numpy"
+    return config._BACKEND
 
 
 def _run(args) -> int:
-    # The model file first: a missing, corrupt or mismatched file fails before any other work.
-    clear_session()
-    set_random_seed(args.seed)
-    model = models.seed_model()
-    model.compile(loss="categorical_crossentropy", optimizer="adam")
-    where = "freshly initialised (Glorot uniform kernels, zero biases)"
-    if args.model is not None:
-        from minicnn import load_model
-
-        model.set_weights(load_model(args.model).get_weights())
-        where = f"weights from {args.model}"
+    model, title, where = resolve_model(args.model, args.seed)
     try:
-        ds, x, labels = _load_digits(args.data, args.batch)
+        ds = _load_data(args.dataset, args.data)
     except (FileNotFoundError, ValueError) as e:
         print(f"minicnn explain: error: {e}", file=sys.stderr)
         return 1
-    y = to_categorical(labels, 10, dtype="float64")
     freeze_dropout(model.layers, np.random.default_rng(args.seed))  # same masks for the check
+    if args.html is not None:
+        return _page(args, ds, model, title, where)
+    return _text(args, ds, model, title, where)
+
+
+def _text(args, ds, model, title, where) -> int:
+    n = args.batch or DEFAULT_BATCH
+    x, labels = _images(ds.x_train[:n]), ds.y_train[:n]
+    y = to_categorical(labels, NUM_CLASSES, dtype="float64")
     layers = model.layers
 
     print(f"{len(x)} digits from {ds.describe()}: labels {' '.join(map(str, labels))}")
     print(
-        f"Seed model, {model.count_params():,} parameters, {where}; float64; training mode "
+        f"{title}, {model.count_params():,} parameters, {where}; float64; training mode "
         f"(dropout on)."
     )
+    w = walk(model, x, y)
     print()
     print("Forward: each layer turns its input into its output (and keeps what backward needs).")
     print(f"  {'input':<16}{str(x.shape):<18}pixels / 255, in [0, 1]")
-    a = x
-    for layer in layers:
-        out = layer.forward(a, training=True)
-        print(f"  {layer.name:<16}{str(out.shape):<18}{forward_note(layer, a, out)}")
-        a = out
-    p = a  # (N, 10)
-    loss, dz = model.loss_and_gradient(y, p)
-    true_p = p[np.arange(len(p)), labels]
+    for step in w.steps:
+        print(f"  {step.layer.name:<16}{str(step.out.shape):<18}{step.note}")
+    true_p = w.p[np.arange(len(w.p)), labels]
     print()
-    print(f"Loss: crossentropy = mean over the {len(p)} digits of -log p[true class] = {loss:.4f}")
+    print(f"Loss: crossentropy = mean over the {len(w.p)} digits of -log p[true class] = "
+          f"{w.loss:.4f}")
     print(
         f"  p[true class] = {', '.join(f'{v:.3f}' for v in true_p)}; a guess at random gives "
         f"-log(1/10) = {np.log(10):.4f}"
@@ -245,35 +262,84 @@ def _run(args) -> int:
     print("dL/dW and dL/db from it, and hands dL/d(its input) to the layer before it, whose")
     print("dL/dout it is. Norms are Frobenius norms; '% are 0' counts exact zeros.")
     _row("", "gradient", "shape", "norm", "")
-    _row("loss + softmax", f"dL/dz = (p - y) / N, N = {len(p)}", dz.shape, _norm(dz))
-    d = dz
-    for i, layer in reversed(list(enumerate(layers))):
-        d = backward_through(layer, d, is_last=i == len(layers) - 1)
+    _row("loss + softmax", f"dL/dz = (p - y) / N, N = {len(w.p)}", w.dloss.shape, norm(w.dloss))
+    for step in reversed(w.steps):
+        for row in step.rows:
+            _row(row.label, row.what, row.shape, row.norm, row.note)
 
-    # One number checked by hand: the centre weight of the first filter.
-    conv = layers[0]
-    w = conv.params["kernel"]
-    analytic = float(conv.grads["kernel"][1, 1, 0, 0])
-
-    def loss_at(value):
-        old = w[1, 1, 0, 0]
-        w[1, 1, 0, 0] = value
-        out = x
-        for layer in layers:
-            out = layer.forward(out, training=True)
-        w[1, 1, 0, 0] = old
-        return model.loss_and_gradient(y, out)[0]
-
-    w0 = float(w[1, 1, 0, 0])
-    numeric = (loss_at(w0 + H) - loss_at(w0 - H)) / (2 * H)
+    # One number checked by hand: the centre weight of the first filter of the first layer
+    # with weights (any entry of its kernel when that is not a 3x3 conv).
+    i = next((i for i, layer in enumerate(layers) if "kernel" in layer.params), None)
+    if i is None:
+        return 0
+    kernel = layers[i].params["kernel"]
+    centre = isinstance(layers[i], Conv2D) and kernel.shape[:2] == (3, 3)
+    index = (1, 1, 0, 0) if centre else largest_entry(w.steps[i].grads["kernel"])
+    c = check_entry(model, w.steps, y, i, "kernel", index)
+    at = ",".join(map(str, c.index))
     print()
-    print(f"Check one number: dL/dW[1,1,0,0] of {conv.name} by backprop = {analytic:.10f}")
+    print(f"Check one number: dL/dW[{at}] of {c.layer} by backprop = {c.analytic:.10f}")
     print(
-        f"  by central differences (L(w + h) - L(w - h)) / 2h, h = {H:g}: {numeric:.10f}  "
-        f"(rel error {rel_error(analytic, numeric):.1e}; `minicnn gradcheck` checks them all)"
+        f"  by central differences (L(w + h) - L(w - h)) / 2h, h = {H:g}: {c.numeric:.10f}  "
+        f"(rel error {c.error:.1e}; `minicnn gradcheck` checks them all)"
     )
+    if c.kink:
+        print("  (the two nudges crossed a ReLU kink or a pooling tie, so the quotient is not "
+              "the derivative here)")
     print(
         "An optimizer step would now move every W and b against its gradient (Adam: "
         "w -= alpha * m / (sqrt(v) + eps))."
     )
     return 0
+
+
+def _row(label, what, shape, size, note=""):
+    """One line of the backward table; size is the norm, already formatted."""
+    shape = shape if isinstance(shape, str) else str(tuple(shape))
+    print(f"  {label:<16}{what:<52}{shape:<17}{size:>7}  {note}".rstrip())
+
+
+def _page(args, ds, model, title, where) -> int:
+    from minicnn import explain_html
+    from minicnn.saving import atomic_write
+
+    digit = 0 if args.digit is None else args.digit
+    if digit >= len(ds.x_train):
+        raise UsageError(f"argument --digit: {digit} is out of range: {ds.name} has "
+                         f"{len(ds.x_train):,} training images (0 to {len(ds.x_train) - 1:,})")
+    x, label = _images(ds.x_train[digit: digit + 1]), int(ds.y_train[digit])
+    y = to_categorical(np.array([label]), NUM_CLASSES, dtype="float64")
+    w = walk(model, x, y)
+    checks = []
+    for i, step in enumerate(w.steps):  # one number per layer: its largest gradient
+        if "kernel" in step.grads:
+            checks.append(check_largest(model, w.steps, y, i, "kernel"))
+        elif step.dx is not None:
+            checks.append(check_largest(model, w.steps, y, i, "x"))
+        else:
+            checks.append(None)
+    info = explain_html.PageInfo(
+        title=title,
+        where=where,
+        parameters=model.count_params(),
+        data=ds.describe(),
+        dataset=ds.name,
+        digit=digit,
+        label=label,
+        class_names=_class_names(ds.name),
+        backend=config.get_backend(),
+        seed=args.seed,
+    )
+    html = explain_html.page(w, checks, info)
+    path = Path(args.html)
+    atomic_write(path, lambda f: f.write(html.encode("utf-8")))
+    size = os.path.getsize(path)
+    print(f"Wrote {path} ({size / 1e6:.1f} MB): {title.lower()} on training image {digit} of "
+          f"{ds.name} (label {label}), {len(w.steps)} layers forward and back.")
+    return 0
+
+
+def _class_names(name: str) -> tuple[str, ...]:
+    if name == "fashion_mnist":
+        return datasets.fashion_mnist.CLASS_NAMES
+    return tuple(str(k) for k in range(NUM_CLASSES))

@@ -24,8 +24,8 @@ from threadpoolctl import threadpool_limits
 from minicnn import config, kernels, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
-from minicnn.gradcheck import rel_error
-from minicnn.layers import Dropout, MaxPooling2D
+from minicnn.gradcheck import kink_pattern, rel_error
+from minicnn.layers import Dropout
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 
@@ -100,20 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --- the probe ----------------------------------------------------------------------------------
-def kink_pattern(layers) -> bytes:
-    """Which side of 0 every ReLU input is on and which pixel won every pooling window, as left
-    by the last forward pass: two nudges that leave it unchanged stay on one smooth piece."""
-    parts = []
-    for layer in layers:
-        if layer.cache is None:
-            continue
-        if isinstance(layer, MaxPooling2D):
-            parts.append(np.asarray(layer.cache[1]).tobytes())
-        elif getattr(getattr(layer, "activation", None), "name", None) == "relu":
-            parts.append(np.packbits(np.asarray(layer.preactivation) > 0).tobytes())
-    return b"".join(parts)
-
-
 def compare(analytic, target, loss, pattern, h, max_entries, rng) -> dict:
     """Central differences of loss() w.r.t. some entries of target (perturbed in place).
 
