@@ -5,7 +5,7 @@ fused_backward: dpool (N, Hp, Wp, F) -> dw (KH, KW, C, F), db (F,), from the for
                 (the first layer's case: no input gradient, as in the seed model)
 
 The unit is built the way the model builds it: real Conv2D(relu) and MaxPooling2D layers,
-grouped by ``numba_fused.fuse``; so the timed call is exactly what a training step runs.
+grouped by ``minicnn.fusion.plan``; so the timed call is exactly what a training step runs.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import importlib
 from benchmarks.conv_impls import Impl
 from benchmarks.conv_problems import POOL, Problem
 
-FUSED_MODULE = "minicnn.kernels.numba_fused"
+FUSED_MODULE = "minicnn.kernels.numba_conv_pool"
 
 
 def _unit(p: Problem, d: dict):
     """A ConvReluPool over Conv2D(F, relu) -> MaxPooling2D(2) holding w and b."""
-    from minicnn.kernels.numba_fused import fuse
+    from minicnn.fusion import plan
     from minicnn.layers import Conv2D, Flatten, MaxPooling2D
 
     conv = Conv2D(
@@ -31,10 +31,11 @@ def _unit(p: Problem, d: dict):
     conv.needs_input_grad = False  # the seed model's conv is its first layer
     pool = MaxPooling2D(POOL)
     pool.build_for(conv.compute_output_shape((p.H, p.W, p.C)))
-    units = fuse([conv, pool, Flatten()])  # the model's last layer is never fused: a stand-in
+    # the model's last layer is never fused: a Flatten stands in for it
+    units = plan([conv, pool, Flatten()], "numba")
     unit = units[0]
     if unit is conv or getattr(unit, "pool", None) is not pool:
-        raise NotImplementedError(f"numba_fused.fuse did not fuse conv + pool for {p.label()}")
+        raise NotImplementedError(f"fusion.plan did not fuse conv + pool for {p.label()}")
     return unit, conv
 
 
@@ -69,9 +70,10 @@ def impls(threads) -> list[Impl]:
                 jit=True,
             )
         ]
-    if not hasattr(mod, "fuse"):
+    if not hasattr(mod, "conv_pool_forward"):
         return [
-            Impl("numba-fused", "minicnn", unavailable=f"{FUSED_MODULE} has no fuse()", jit=True)
+            Impl("numba-fused", "minicnn", unavailable=f"{FUSED_MODULE} has no kernels",
+                 jit=True)
         ]
     return [
         Impl(

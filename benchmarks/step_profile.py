@@ -23,7 +23,8 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
     """({label: seconds per step}, seconds per whole step) over `steps` steps after 10 warm-up
     steps on random (batch, 28, 28, 1) float32 images and one-hot labels."""
     import minicnn
-    from minicnn import fusion, models
+    from minicnn import models
+    from minicnn.kernels.dispatch import ops
 
     minicnn.set_backend(backend)
     minicnn.set_random_seed(0)
@@ -57,7 +58,7 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
     timed(model, "loss_and_gradient", "loss")
     timed(model.optimizer, "apply", f"optimizer ({type(model.optimizer).__name__})")
 
-    with fusion.compute_scope(minicnn.config.get_backend()):
+    with ops().compute_scope():
         for _ in range(10):
             model._train_step(x, y)
         spent.clear()

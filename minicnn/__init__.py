@@ -5,13 +5,11 @@
 """
 
 from minicnn import activations, datasets, initializers, layers, losses, optimizers, utils
+from minicnn._version import __version__  # noqa: F401 (the package's version)
 from minicnn.config import floatx, get_backend, set_backend, set_floatx
 from minicnn.layers.base import clear_session
-from minicnn.model import Sequential
+from minicnn.model import Sequential, load_model
 from minicnn.random import set_random_seed
-from minicnn.saving import load_model
-
-__version__ = "0.1.0"
 
 __all__ = ["Sequential", "activations", "clear_session", "datasets", "floatx", "get_backend",
            "initializers", "layers", "load_model", "losses", "optimizers", "set_backend",

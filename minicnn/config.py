@@ -7,6 +7,8 @@ readable loops (``'naive'``), vectorised NumPy (``'numpy'``) and the Numba kerne
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import numpy as np
@@ -51,6 +53,31 @@ def get_backend() -> str:
     """The backend in force, with 'auto' resolved to 'numba' when Numba imports, else 'numpy'."""
     if _BACKEND != "auto":
         return _BACKEND
-    from minicnn import kernels
+    return "numba" if numba_available() else "numpy"
 
-    return "numba" if kernels.numba_available() else "numpy"
+
+def backend_setting() -> str:
+    """The backend as set: one of BACKENDS or 'auto' (unresolved), for saving and restoring."""
+    return _BACKEND
+
+
+@contextlib.contextmanager
+def using_backend(name: str):
+    """Run the block with backend ``name`` ('naive', 'numpy', 'numba' or 'auto'), then restore
+    the previous setting (tests and benchmarks compare backends this way)."""
+    old = _BACKEND
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(old)
+
+
+@functools.cache
+def numba_available() -> bool:
+    """True when Numba imports (the 'numba' backend needs nothing else)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,36 +1,175 @@
-"""How the model groups layers into execution units for the backend in force.
+"""How the model groups its layers into execution units, and the fused conv unit itself.
 
 A unit has ``forward(x, training)`` and ``backward(dout)`` like a layer. Without fusion every
-layer is its own unit. A backend may replace a run of layers (e.g. Conv2D(relu) followed by
-MaxPooling2D) with one fused unit that writes the same parameter gradients into the same layers'
-``grads``; the layer-by-layer path stays the reference the fused one is tested against.
+layer is its own unit. A backend whose table has a fused conv + pool kernel
+(``ops().conv_pool_forward``: the 'numba' backend) runs each
+
+    Conv2D(activation='relu') [-> MaxPooling2D(padding='valid')] [-> Dropout | Flatten ...]
+
+as one ``ConvReluPool`` unit: one pass over memory each way, the same numbers the layers
+compute (tested against them, NaN included), the same parameter gradients written into the
+same ``conv.grads``, and the same dropout counters advanced. The model's last layer is never
+absorbed (the model reads its logits for the fused softmax + crossentropy).
+
+This is the one place that knows both layers and kernels: the layers hold weights and state,
+the kernels (kernels/numba_conv_pool.py) take arrays only. When a unit fuses, Conv2D.forward
+and MaxPooling2D.forward do not run during training or predict: ``minicnn explain --trace``
+shows which kernel ran for each unit and pass.
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
+
+import numpy as np
+
+from minicnn.activations import ReLU
+from minicnn.kernels.dispatch import ops
+from minicnn.kernels.dropout_mask import keep_threshold, mask_key
+from minicnn.kernels.geometry import conv_geometry
+from minicnn.layers import Conv2D, Dropout, Flatten, MaxPooling2D
+
+_MAX_WINDOW = 127  # the winner's index is stored in an int8
 
 
 def plan(layers, backend: str) -> list:
     """Units covering ``layers`` in order; the last layer is always a unit of its own."""
-    if backend == "numba":
-        from minicnn.kernels import numba_available
+    if ops(backend).conv_pool_forward is None:
+        return list(layers)
+    units, i, last = [], 0, len(layers) - 1
+    while i < len(layers):
+        if i < last and _relu_conv(layers[i]):
+            j = i + 1
+            pool = None
+            if j < last and _valid_pool(layers[j]):
+                pool, j = layers[j], j + 1
+            tail = []
+            while j < last and type(layers[j]) in (Dropout, Flatten):
+                tail.append(layers[j])
+                j += 1
+            units.append(ConvReluPool(layers[i], pool, tail, backend))
+            i = j
+        else:
+            units.append(layers[i])
+            i += 1
+    return units
 
-        if numba_available():
-            from minicnn.kernels.numba_fused import fuse  # provided by the Numba backend
 
-            return fuse(layers)
-    return list(layers)
+def _relu_conv(layer) -> bool:
+    return (
+        type(layer) is Conv2D
+        and type(layer.activation) is ReLU
+        and layer.built
+        and layer.dtype in ("float32", "float64")
+    )
 
 
-def compute_scope(backend: str):
-    """The context the model's steps run in. For 'numba': BLAS on one thread, because the
-    kernels already run on Numba's threads and two thread pools fight over the cores."""
-    if backend == "numba":
-        from minicnn.kernels import numba_available
+def _valid_pool(layer) -> bool:
+    return (
+        type(layer) is MaxPooling2D
+        and layer.padding == "valid"
+        and layer.pool_size[0] * layer.pool_size[1] <= _MAX_WINDOW
+    )
 
-        if numba_available():
-            from minicnn.kernels import numba_config
 
-            return numba_config.compute_scope()
-    return contextlib.nullcontext()
+class ConvReluPool:
+    """Conv2D(relu) [-> MaxPooling2D('valid')] [-> Dropout | Flatten ...] as one unit.
+
+    Args: conv, pool (or None: pooling 1x1, i.e. conv + relu only), tail (Dropout and Flatten
+    layers, in order), backend (whose table has the fused kernels).
+    Shapes: x (N, H, W, C) -> out (N, Hq, Wq, F), or (N, Hq*Wq*F) after a Flatten.
+    Writes conv.grads['kernel'] and ['bias'] as Conv2D.backward_linear does, and leaves the
+    caches the layers would leave (the Flatten's shape; none for the others).
+
+    The dropout masks are the layers' own hash of (seed, counter, index), computed inside the
+    kernel from the same keys in the same order, so each Dropout's counter advances exactly as
+    it would. If a Dropout has an injected ``mask_source`` (the Keras parity suite sets one),
+    the unit runs the layers one by one instead. Memory: the unit owns its output, byte-code
+    and input-gradient buffers and reuses them while the batch shape allows.
+    """
+
+    def __init__(self, conv, pool, tail, backend="numba"):
+        self.conv, self.pool, self.tail = conv, pool, list(tail)
+        self.layers = [conv] + ([pool] if pool is not None else []) + self.tail
+        self.backend = backend
+        self._buffers: dict[str, np.ndarray] = {}
+        self._layerwise = False
+
+    def __repr__(self):
+        return f"<ConvReluPool {' -> '.join(layer.name for layer in self.layers)}>"
+
+    def _buffer(self, name, shape, dtype):
+        """A reusable array of this shape: a view of the first rows of a kept buffer."""
+        buf = self._buffers.get(name)
+        if (
+            buf is None
+            or buf.dtype != dtype
+            or buf.shape[1:] != tuple(shape[1:])
+            or buf.shape[0] < shape[0]
+        ):
+            buf = self._buffers[name] = np.empty(shape, dtype)
+        return buf[: shape[0]]
+
+    def _pooling(self):
+        """(pool_size, strides) of the pool, or 1x1 windows when there is none."""
+        pool = self.pool
+        return (pool.pool_size, pool.strides) if pool is not None else ((1, 1), (1, 1))
+
+    def forward(self, x, training=False):
+        """x (N, H, W, C) -> the last fused layer's output."""
+        dropouts = [d for d in self.tail if type(d) is Dropout and training and d.rate > 0]
+        self._layerwise = any(d.mask_source is not None for d in dropouts)
+        if self._layerwise:  # injected masks: let each layer draw its own
+            for layer in self.layers:
+                x = layer.forward(x, training=training)
+            return x
+        conv = self.conv
+        w = conv.params["kernel"]
+        x = np.ascontiguousarray(x, dtype=w.dtype)
+        b = conv.params["bias"] if conv.use_bias else np.zeros(w.shape[3], w.dtype)
+        g = conv_geometry(x.shape[1:3], conv.kernel_size, conv.strides, conv.pads,
+                          *self._pooling())
+        shape = (x.shape[0], g.Hq, g.Wq, w.shape[3])  # (N, Hq, Wq, F)
+        out = self._buffer("out", shape, w.dtype)
+        code = self._buffer("code", shape, np.int8)
+        # the keys, counters and scales each Dropout.forward would use, in order
+        keys = np.array([mask_key(d.seed, d.counter) for d in dropouts], dtype=np.uint64)
+        thresholds = np.array([keep_threshold(d.rate) for d in dropouts], dtype=np.uint64)
+        scales = np.array([1.0 / (1.0 - d.rate) for d in dropouts], dtype=w.dtype)
+        for d in dropouts:
+            d.counter += 1
+        ops(self.backend).conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code)
+        self._x, self._code, self._scales, self._g = x, code, scales, g
+        return self._through_tail(out)
+
+    def _through_tail(self, out):
+        """Reshape as the tail's Flatten layers do and leave the caches they would leave."""
+        self.conv.cache = None  # the unit holds what backward needs
+        if self.pool is not None:
+            self.pool.cache = None
+        for layer in self.tail:
+            if type(layer) is Flatten:
+                layer.cache = out.shape
+                out = out.reshape(out.shape[0], math.prod(out.shape[1:]))
+            else:
+                layer.cache = None
+        return out
+
+    def backward(self, dout):
+        """dout (shape of forward's output) -> dx (N, H, W, C), or None for the first layer."""
+        if self._layerwise:
+            for layer in reversed(self.layers):
+                dout = layer.backward(dout)
+            return dout
+        conv, x, code = self.conv, self._x, self._code
+        w = conv.params["kernel"]
+        dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(code.shape)
+        dw = np.empty_like(w)
+        db = np.empty(w.shape[3], w.dtype)
+        dx = self._buffer("dx", x.shape, w.dtype) if conv.needs_input_grad else None
+        ops(self.backend).conv_pool_backward(dout, code, x, w, self._scales, self._g, dw, db,
+                                             dx)
+        conv.grads["kernel"] = dw
+        if conv.use_bias:
+            conv.grads["bias"] = db
+        return dx

@@ -30,8 +30,9 @@ import time
 
 import numpy as np
 
-from minicnn import config, fusion, losses, optimizers
+from minicnn import config, fusion, losses, optimizers, saving
 from minicnn.callbacks import Callback, CallbackList, History
+from minicnn.kernels.dispatch import ops
 from minicnn.layers.base import Layer, check_shape, unique_name
 from minicnn.progbar import Progbar
 from minicnn.random import draw_seed
@@ -106,7 +107,7 @@ def _guarded(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._lock, fusion.compute_scope(config.get_backend()):
+        with self._lock, ops().compute_scope():
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -220,8 +221,7 @@ class Sequential:
     def _set_input_grad_flags(self):
         # The first layer's input is data: computing its gradient would be wasted work.
         for i, layer in enumerate(self._layers):
-            if hasattr(layer, "needs_input_grad"):
-                layer.needs_input_grad = i > 0
+            layer.needs_input_grad = i > 0
 
     def output_shapes(self) -> list[tuple[int, ...]]:
         """Per-sample output shape of every layer."""
@@ -709,24 +709,41 @@ class Sequential:
     # --- saving (the file format is documented in minicnn/saving.py) --------------------------
     def save(self, path) -> None:
         """Write architecture, weights, compile and optimizer state to one .npz file."""
-        from minicnn import saving
-
         with self._lock:
             saving.save_model(self, path)
 
     def save_weights(self, path) -> None:
         """Write only the weights to an .npz file (read back with load_weights)."""
-        from minicnn import saving
-
         with self._lock:
             saving.save_weights(self, path)
 
     def load_weights(self, path) -> None:
         """Set the weights from save_weights()/save() output; all checked before any is set."""
-        from minicnn import saving
-
         with self._lock:
             saving.load_weights(self, path)
+
+
+def load_model(path, custom_objects=None) -> Sequential:
+    """Rebuild a model written by save(): architecture, weights, compile and optimizer state.
+
+    Args:
+        path: the .npz file.
+        custom_objects: optional {class name: Layer subclass} for layers outside minicnn.layers.
+
+    Returns: the model, compiled if it was compiled when saved; fit() continues exactly where
+    the saved model stopped. The global random generator is not touched. A missing, damaged,
+    hostile or inconsistent file raises FileNotFoundError or ValueError naming it (see
+    minicnn.saving and minicnn.untrusted).
+    """
+    saved = saving.read_model(path, custom_objects)
+    try:
+        model = Sequential(saved.layers, name=saved.name)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: cannot rebuild the model: {e}") from e
+    model.build(saved.input_shape)
+    if saved.optimizer is not None:
+        model.compile(optimizer=saved.optimizer, loss=saved.loss, metrics=saved.metrics)
+    return model
 
 
 def _check_targets_array(y, arg) -> np.ndarray:

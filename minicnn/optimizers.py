@@ -4,29 +4,19 @@ An optimizer updates a list of parameter arrays in place from a parallel list of
 Its slot arrays (m, v, momentum) are created on the first step, one per parameter, in order.
 Scalars are cast to the parameter dtype before use, as Keras casts them to the variable's.
 
-The array expressions below are the rules to read. On the 'numba' backend the same rules run as
-one compiled pass per parameter (kernels/numba_optimizers.py), bit-identical to these.
+Each class's docstring gives its rule; kernels/naive.py computes it on whole arrays (adam_step,
+sgd_step, sgd_momentum_step). On the 'numba' backend the same rules run as one compiled pass per
+parameter (kernels/numba_optimizers.py), bit-identical to those (tested); kernels/dispatch.py
+says which runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minicnn import config
+from minicnn.kernels import naive
+from minicnn.kernels.dispatch import ops
 from minicnn.validation import check_bool, check_float, check_int
-
-
-def _compiled(name: str):
-    """Kernel `name` of kernels/numba_optimizers.py when the 'numba' backend is in force."""
-    if config.get_backend() != "numba":
-        return None
-    from minicnn.kernels import numba_available
-
-    if not numba_available():
-        return None
-    from minicnn.kernels import numba_optimizers
-
-    return getattr(numba_optimizers, name)
 
 
 def _flat(*arrays):
@@ -183,10 +173,7 @@ class Adam(Optimizer):
         return alpha, dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon)
 
     def step(self, w, g, m, v):
-        alpha, one_minus_b1, one_minus_b2, eps = self._kernel_args(w.dtype.type)
-        m = m + (g - m) * one_minus_b1
-        v = v + (g * g - v) * one_minus_b2
-        return w - (m * alpha) / (np.sqrt(v) + eps), m, v
+        return naive.adam_step(w, g, m, v, *self._kernel_args(w.dtype.type))
 
     def get_config(self):
         return {"name": "Adam", "learning_rate": self.learning_rate, "beta_1": self.beta_1,
@@ -211,11 +198,10 @@ class SGD(Optimizer):
         return dt(self.learning_rate), dt(self.momentum), self.nesterov
 
     def step(self, w, g, *m):
-        lr, mu, _ = self._kernel_args(w.dtype.type)
+        lr, mu, nesterov = self._kernel_args(w.dtype.type)
         if self.momentum == 0:
-            return (w - g * lr,)
-        m = m[0] * mu - g * lr
-        return (w + (m * mu - g * lr if self.nesterov else m)), m
+            return naive.sgd_step(w, g, lr)
+        return naive.sgd_momentum_step(w, g, m[0], lr, mu, nesterov)
 
     def get_config(self):
         return {"name": "SGD", "learning_rate": self.learning_rate, "momentum": self.momentum,
@@ -223,15 +209,15 @@ class SGD(Optimizer):
 
 
 def _compiled_pair(opt):
-    """(is_finite, update) kernels of kernels/numba_optimizers.py for opt, when the 'numba'
-    backend is in force and the rule has them (plain SGD is one NumPy expression)."""
+    """(is_finite, update): the compiled step of opt's rule in the backend in force, or None
+    (no compiled step there, or plain SGD, which is one NumPy expression)."""
+    k = ops()
     if isinstance(opt, Adam):
-        names = ("adam_update_is_finite", "adam_update")
+        pair = k.adam_update_is_finite, k.adam_update
     elif isinstance(opt, SGD) and opt.momentum != 0:
-        names = ("sgd_momentum_update_is_finite", "sgd_momentum_update")
+        pair = k.sgd_momentum_update_is_finite, k.sgd_momentum_update
     else:
         return None
-    pair = tuple(_compiled(name) for name in names)
     return pair if pair[0] is not None else None
 
 

@@ -1,7 +1,7 @@
 """Saving and loading models: one `.npz` file holding a JSON header and named arrays.
 
     model.save("model.npz")                 # architecture + weights + compile/optimizer state
-    model = minicnn.load_model("model.npz")  # training resumes exactly where it stopped
+    model = minicnn.load_model("model.npz")  # (minicnn.model) training resumes where it stopped
     model.save_weights("w.npz");  other.load_weights("w.npz")   # weights only
 
 The file format (``format_version`` 1) is a plain NumPy ``.npz`` (a zip of ``.npy`` members,
@@ -50,15 +50,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
 from minicnn import initializers, optimizers, untrusted
 from minicnn import layers as layers_module
+from minicnn._version import __version__
 from minicnn.atomic import atomic_write
 from minicnn.layers.base import Layer, check_shape, snake_case
 from minicnn.layers.dropout import Dropout
-from minicnn.model import Sequential
 
 FORMAT = "minicnn.npz"
 FORMAT_VERSION = 1
@@ -93,8 +94,13 @@ def _layer_paths(layers) -> list[str]:
     return paths
 
 
+def _is_model(model) -> bool:
+    # duck-typed, so this module need not import the model (which imports it)
+    return all(hasattr(model, a) for a in ("layers", "input_shape", "built", "optimizer"))
+
+
 def _require_built(model, what) -> None:
-    if not isinstance(model, Sequential):
+    if not _is_model(model):
         raise TypeError(f"{what} expects a minicnn Sequential model. Received: {model!r}")
     if not model.built:
         raise ValueError(
@@ -104,10 +110,8 @@ def _require_built(model, what) -> None:
         )
 
 
-def _payload(model: Sequential, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
+def _payload(model, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, arrays) describing model; kind 'model' adds state and the compile block."""
-    from minicnn import __version__
-
     arrays: dict[str, np.ndarray] = {}
     entries = []
     paths = _layer_paths(model.layers)
@@ -134,7 +138,7 @@ def _payload(model: Sequential, kind: str) -> tuple[dict, dict[str, np.ndarray]]
     compiled = None
     if kind == "model" and model.optimizer is not None and model.loss is not None:
         opt = model.optimizer
-        slot_paths = _slot_paths(model, paths)
+        slot_paths = _slot_paths(model.layers, paths)
         for name in opt.slot_names:
             for i, a in enumerate(opt.slots.get(name, [])):
                 arrays[f"optimizer/{name}/{slot_paths[i]}"] = a
@@ -165,11 +169,11 @@ def _state_attrs(layer) -> tuple[str, ...]:
     return next((attrs for cls, attrs in _STATE_ATTRS.items() if isinstance(layer, cls)), ())
 
 
-def _slot_paths(model, paths) -> list[str]:
+def _slot_paths(layers, paths) -> list[str]:
     """'<layer path>/<weight>' for each trainable parameter, in the optimizer's order."""
     return [
         f"{path}/{key}"
-        for layer, path in zip(model.layers, paths, strict=True)
+        for layer, path in zip(layers, paths, strict=True)
         for key in layer.trainable_names
     ]
 
@@ -180,7 +184,7 @@ def _save(model, path, kind) -> None:
     atomic_write(path, lambda f: _write_npz(f, arrays))
 
 
-def save_model(model: Sequential, path) -> None:
+def save_model(model, path) -> None:
     """Write architecture, weights, compile state and optimizer state to ``path`` (.npz).
 
     Everything training needs to continue is kept: Adam's iterations and m/v slots, and each
@@ -190,7 +194,7 @@ def save_model(model: Sequential, path) -> None:
     _save(model, path, "model")
 
 
-def save_weights(model: Sequential, path) -> None:
+def save_weights(model, path) -> None:
     """Write only the layers' weights to ``path`` (.npz), in the same format (kind 'weights')."""
     _require_built(model, "save_weights")
     _save(model, path, "weights")
@@ -337,13 +341,14 @@ def _check_arrays(saved: _Saved) -> None:
             raise saved.fail(f"array {key!r} holds NaN or inf values.")
 
 
-def _match_layers(saved: _Saved, model: Sequential) -> list[tuple[Layer, list[np.ndarray]]]:
-    """(layer, arrays in weight_names order) for every layer, after checking the match."""
-    ours, theirs = model.layers, saved.layers
+def _match_layers(saved: _Saved, ours, name) -> list[tuple[Layer, list[np.ndarray]]]:
+    """(layer, arrays in weight_names order) for each of the layers `ours` of model `name`,
+    after checking the match."""
+    theirs = saved.layers
     if len(ours) != len(theirs):
         raise saved.fail(
             f"the file holds {len(theirs)} layers ({', '.join(e['class_name'] for e in theirs)})"
-            f" but model {model.name!r} has {len(ours)} "
+            f" but model {name!r} has {len(ours)} "
             f"({', '.join(type(x).__name__ for x in ours)})."
         )
     staged = []
@@ -375,13 +380,13 @@ def _match_layers(saved: _Saved, model: Sequential) -> list[tuple[Layer, list[np
 
 
 # --- loading ---------------------------------------------------------------------------------
-def load_weights(model: Sequential, path) -> None:
+def load_weights(model, path) -> None:
     """Set model's weights from a file written by save_weights() or save().
 
     The model must be built with the same layers (class by class, shape by shape); nothing is
     written unless the whole file matches. Optimizer state is not touched (use load_model).
     """
-    if not isinstance(model, Sequential):
+    if not _is_model(model):
         raise TypeError(f"load_weights expects a minicnn Sequential model. Received: {model!r}")
     if not model.built:
         raise ValueError(
@@ -389,22 +394,29 @@ def load_weights(model: Sequential, path) -> None:
             f" or input_shape= on the first layer) before load_weights({path!r})."
         )
     saved = _read(path)
-    staged = _match_layers(saved, model)
+    staged = _match_layers(saved, model.layers, model.name)
     for layer, ws in staged:  # nothing below can fail: shapes and finiteness are checked
         for key, w in zip(layer.weight_names, ws, strict=True):
             layer.params[key][...] = w
 
 
-def load_model(path, custom_objects=None) -> Sequential:
-    """Rebuild a model written by save(): architecture, weights, compile and optimizer state.
+@dataclass
+class SavedModel:
+    """What a file written by save() holds, rebuilt: built layers with their weights and state,
+    and, if the model was compiled, its loss, metrics and optimizer (state restored).
+    minicnn.load_model assembles the Sequential from it."""
 
-    Args:
-        path: the .npz file.
-        custom_objects: optional {class name: Layer subclass} for layers outside minicnn.layers.
+    name: str
+    input_shape: tuple[int, ...]
+    layers: list
+    loss: str | None = None
+    metrics: list | None = None
+    optimizer: object = None
 
-    Returns: the model, compiled if it was compiled when saved; fit() continues exactly where
-    the saved model stopped. The global random generator is not touched.
-    """
+
+def read_model(path, custom_objects=None) -> SavedModel:
+    """Read, check and rebuild what save() wrote (see SavedModel); ValueError naming the file
+    for anything wrong with it. Nothing is built before every shape is known to match."""
     saved = _read(path)
     if saved.header["kind"] != "model":
         raise saved.fail(
@@ -440,27 +452,34 @@ def load_model(path, custom_objects=None) -> Sequential:
             if attr not in _state_attrs(layer):
                 raise saved.fail(f"layer {i} ({entry['class_name']}): unknown state {attr!r}.")
         shape = out_shape
-    optimizer = _optimizer_from(saved) if saved.header.get("compile") else None
+    compiled = saved.header.get("compile")
+    optimizer = _optimizer_from(saved) if compiled else None
+    if compiled:
+        from minicnn import losses
+
+        try:
+            losses.get(compiled["loss"])
+        except ValueError as e:
+            raise saved.fail(f"cannot restore the compile state: {e}") from e
     shape = input_shape
     for layer in layers:
         # A fixed generator, so rebuilding leaves minicnn's global random stream alone; the
         # values it draws are overwritten just below.
         layer.build_for(shape, rng=np.random.default_rng(0))
         shape = layer.compute_output_shape(shape)
-    try:
-        model = Sequential(layers, name=saved.header["model"]["name"])
-    except (TypeError, ValueError) as e:
-        raise saved.fail(f"cannot rebuild the model: {e}") from e
-    model.build(input_shape)
-    for layer, ws in _match_layers(saved, model):
+    name = saved.header["model"]["name"]
+    for layer, ws in _match_layers(saved, layers, name):
         for key, w in zip(layer.weight_names, ws, strict=True):
             layer.params[key][...] = w
-    for layer, entry in zip(model.layers, saved.layers, strict=True):
+    for layer, entry in zip(layers, saved.layers, strict=True):
         for attr, value in entry.get("state", {}).items():
             setattr(layer, attr, int(value))
     if optimizer is not None:
-        _restore_compile(saved, model, optimizer)
-    return model
+        _restore_optimizer_state(saved, layers, optimizer)
+    return SavedModel(name, input_shape, layers,
+                      loss=compiled["loss"] if compiled else None,
+                      metrics=(compiled.get("metrics") or None) if compiled else None,
+                      optimizer=optimizer)
 
 
 def _layer_from_entry(saved, i, entry, custom_objects) -> Layer:
@@ -501,14 +520,8 @@ def _optimizer_from(saved):
         raise saved.fail(f"cannot restore the optimizer: {e}") from e
 
 
-def _restore_compile(saved, model, optimizer) -> None:
+def _restore_optimizer_state(saved, layers, optimizer) -> None:
     compiled = saved.header["compile"]
-    try:
-        model.compile(
-            loss=compiled["loss"], optimizer=optimizer, metrics=compiled.get("metrics") or None
-        )
-    except (TypeError, ValueError) as e:
-        raise saved.fail(f"cannot restore the compile state: {e}") from e
     iterations = int(compiled["iterations"])
     slots = list(compiled["slots"])
     if slots and slots != list(optimizer.slot_names):
@@ -518,8 +531,8 @@ def _restore_compile(saved, model, optimizer) -> None:
         )
     if iterations and optimizer.slot_names and not slots:
         raise saved.fail(f"optimizer state: {iterations} iterations but no slot arrays.")
-    params, _ = model.trainable_params()
-    paths = _slot_paths(model, _layer_paths(model.layers))
+    params = [layer.params[k] for layer in layers for k in layer.trainable_names]
+    paths = _slot_paths(layers, _layer_paths(layers))
     state = {"iterations": iterations}
     for name in slots:
         for i, p in enumerate(paths):

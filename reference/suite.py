@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import minicnn
-from minicnn import config, fusion, kernels, models
+from minicnn import config, models
 from minicnn.datasets import DatasetNotFoundError
+from minicnn.kernels.dispatch import ops
 from reference import mutants as mutants_mod
 from reference import tolerances
 from reference.case import make_case, randomize_biases
@@ -61,7 +61,7 @@ def resolve_backends(names) -> list[str]:
     out = []
     for name in names:
         if name == "all":
-            out += ["naive", "numpy"] + (["numba"] if kernels.numba_available() else [])
+            out += ["naive", "numpy"] + (["numba"] if config.numba_available() else [])
         elif name == "auto":
             out.append(config.get_backend())
         elif name in config.BACKENDS:
@@ -77,13 +77,8 @@ def resolve_backends(names) -> list[str]:
 @contextlib.contextmanager
 def using_backend(name: str):
     """minicnn's backend set to name (and its compute scope entered, as fit() does) inside."""
-    saved = config._BACKEND  # the raw setting ('auto' stays 'auto' afterwards)
-    minicnn.set_backend(name)
-    try:
-        with fusion.compute_scope(name):
-            yield
-    finally:
-        config._BACKEND = saved
+    with config.using_backend(name), ops(name).compute_scope():
+        yield
 
 
 def guarded(section: str, fn, *args, **kwargs) -> list[Row]:

@@ -16,7 +16,7 @@ def float64():
 @pytest.fixture
 def backend(request):
     """Run a test under a given kernel backend, restoring the previous one."""
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(request.param)
     yield request.param
     minicnn.set_backend(old)

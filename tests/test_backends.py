@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import fusion, models
-from minicnn.kernels import numba_available, ops
+from minicnn import models
+from minicnn.config import numba_available
+from minicnn.kernels.dispatch import ops
 from minicnn.utils import to_categorical
 from tests.helpers import run_without_jit
 
@@ -29,7 +30,7 @@ WEIGHTS_F32 = 1e-6
 
 
 def _train(backend, builder, x, y, steps, batch, optimizer="adam"):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(backend)
     try:
         minicnn.set_random_seed(0)
@@ -63,15 +64,16 @@ def test_numba_training_follows_numpy(builder, hw):
 
 
 def test_backend_switch():
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     try:
         minicnn.set_backend("auto")
         assert minicnn.get_backend() == "numba"
         for name in ("naive", "numpy", "numba"):
             minicnn.set_backend(name)
-            assert ops().__name__.endswith(
-                {"naive": "naive", "numpy": "numpy_ops", "numba": "numba_ops"}[name]
-            )
+            assert ops().name == name
+            assert ops().conv2d_forward.__module__ == {
+                "naive": "minicnn.kernels.naive", "numpy": "minicnn.kernels.numpy_ops",
+                "numba": "minicnn.kernels.numba_ops"}[name]
         with pytest.raises(ValueError, match="Received: name='cuda'"):
             minicnn.set_backend("cuda")
     finally:
@@ -86,11 +88,11 @@ def test_compute_scope_keeps_blas_on_one_thread_and_restores_it():
             i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
         }
 
-    with fusion.compute_scope("numba"):
+    with ops("numba").compute_scope():
         assert blas_threads() == {1}
         before_inner = blas_threads()
     after = blas_threads()
-    with fusion.compute_scope("numpy"):
+    with ops("numpy").compute_scope():
         assert blas_threads() == after  # the NumPy backend leaves BLAS alone
     assert before_inner == {1}
 
@@ -101,9 +103,9 @@ DISABLED_JIT_SCRIPT = textwrap.dedent("""
     import numba
     assert numba.config.DISABLE_JIT
     import minicnn
-    from minicnn.kernels import naive, numba_ops, numba_dropout
+    from minicnn import fusion
+    from minicnn.kernels import naive, numba_conv_pool, numba_ops
     from minicnn.kernels.dropout_mask import keep_mask, mask_key, keep_threshold
-    from minicnn.kernels.numba_fused import fuse
     from minicnn.layers import Conv2D, MaxPooling2D, Dropout, Flatten, Dense
 
     rng = np.random.default_rng(0)
@@ -120,9 +122,9 @@ DISABLED_JIT_SCRIPT = textwrap.dedent("""
     out, arg = numba_ops.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
     close(out, naive.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))[0])
     with np.errstate(over="ignore"):  # uint64 products wrap, as the hash means them to
-        keep = numba_dropout.keep_mask_into(np.empty(300, np.uint8), [mask_key(5, 2)],
-                                            [keep_threshold(0.4)])
-    assert np.array_equal(keep.astype(bool), keep_mask(5, 2, 300, 0.4))
+        key, thr = np.uint64(mask_key(5, 2)), np.uint64(keep_threshold(0.4))
+        keep = [numba_conv_pool._keeps(key, thr, i) for i in range(300)]
+    assert np.array_equal(keep, keep_mask(5, 2, 300, 0.4))
 
     minicnn.set_floatx("float64")
     def stack():
@@ -141,7 +143,7 @@ DISABLED_JIT_SCRIPT = textwrap.dedent("""
     e = xs
     for layer in ref:
         e = layer.forward(e, training=True)
-    unit = fuse(layers + [Dense(2)])[0]
+    unit = fusion.plan(layers + [Dense(2)], "numba")[0]
     with np.errstate(over="ignore"):
         close(unit.forward(xs, training=True), e)
     g = np.ones_like(e)

@@ -54,7 +54,7 @@ def make_model():
 
 @pytest.fixture(params=["numba", "numpy"])
 def trained(request):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(request.param)
     yield make_model()
     minicnn.set_backend(old)

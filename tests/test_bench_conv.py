@@ -181,7 +181,7 @@ def test_every_minicnn_kernel_passes_its_check_on_the_tiny_shapes():
     In-process, so the Numba compile is shared with the rest of the suite (and cached on disk
     for the subprocess test below)."""
     from benchmarks.conv_fused import impls as fused_impls
-    from minicnn.kernels import numba_available
+    from minicnn.config import numba_available
 
     impls = _numpy_and_naive()
     if numba_available():

@@ -37,8 +37,10 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv(mnist.URL_ENV_VAR, CLOSED_URL + "mnist.npz")
     monkeypatch.setenv(fashion_mnist.URL_ENV_VAR, CLOSED_URL)
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(config, "_BACKEND", config._BACKEND)  # the CLI sets it; restore after
     (tmp_path / "home").mkdir()
+    old = config.backend_setting()  # the CLI sets it; restore after
+    yield
+    config.set_backend(old)
 
 
 def train(capsys, *argv):

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::minicnn.datasets.OfflineSampleW
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")  # one digit: nothing to compile
     try:
         out = {}

@@ -86,7 +86,7 @@ def external_references(text):
 
 @pytest.fixture
 def numpy_backend():
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     yield
     minicnn.set_backend(old)
@@ -103,7 +103,7 @@ def _make(tmp_path, capsys, *argv, name="page.html"):
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     """The seed and the deep page for training image 0 (made once: the deep one is the big one)."""
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     try:
         out = {}
@@ -397,11 +397,11 @@ def test_digit_out_of_range_names_the_range(numpy_backend, tmp_path, capsys, mon
 
 
 def test_page_runs_on_numpy_when_auto_and_restores_the_backend(tmp_path, capsys):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("auto")
     try:
         page, _ = _make(tmp_path, capsys)
-        assert minicnn.config._BACKEND == "auto" and minicnn.floatx() == "float32"
+        assert minicnn.config.backend_setting() == "auto" and minicnn.floatx() == "float32"
     finally:
         minicnn.set_backend(old)
     assert re.search(r"on the\s+numpy backend", page.text)

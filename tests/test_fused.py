@@ -12,12 +12,19 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn import models
+from minicnn.config import numba_available  # noqa: E402
+from minicnn.fusion import ConvReluPool, plan  # noqa: E402
 from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tests.helpers import assert_close
 from tests.tolerances import KERNEL_F32, KERNEL_F64
 
-numba_fused = pytest.importorskip("minicnn.kernels.numba_fused")
-ConvReluPool, fuse = numba_fused.ConvReluPool, numba_fused.fuse
+pytestmark = pytest.mark.skipif(not numba_available(), reason="the fused unit needs Numba")
+
+
+def fuse(layers):
+    """The units the numba backend's planner makes of layers."""
+    return plan(layers, "numba")
+
 
 TOL = {"float32": KERNEL_F32, "float64": KERNEL_F64}
 
@@ -142,7 +149,7 @@ def _backward(layer, dout):
 
 
 def _with_numpy(fn):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     try:
         return fn()

@@ -20,7 +20,8 @@ from tests.helpers import assert_close, run_without_jit
 from tests.tolerances import KERNEL_F32, KERNEL_F64
 
 numba_ops = pytest.importorskip("minicnn.kernels.numba_ops")
-from minicnn.kernels import numba_dropout  # noqa: E402  (needs Numba, checked above)
+from minicnn.kernels import numba_conv_pool  # noqa: E402  (needs Numba, checked above)
+from minicnn.kernels.dispatch import table  # noqa: E402
 
 TOL = {np.float32: KERNEL_F32, np.float64: KERNEL_F64}
 SETTINGS = dict(max_examples=40, deadline=None, derandomize=True)
@@ -35,12 +36,12 @@ API = (
 )
 
 
-def test_every_backend_exports_the_same_kernels():
-    assert sorted(numba_ops.__all__) == sorted(API)
+def test_every_backend_table_has_the_same_signatures():
+    assert set(API) <= set(numba_ops.__all__)
     for name in API:
         params = [
-            list(inspect.signature(getattr(m, name)).parameters)
-            for m in (naive, numpy_ops, numba_ops)
+            list(inspect.signature(getattr(table(b), name)).parameters)
+            for b in ("naive", "numpy", "numba")
         ]
         assert params[0] == params[1] == params[2], f"{name}: {params}"
 
@@ -48,10 +49,11 @@ def test_every_backend_exports_the_same_kernels():
 def test_importing_the_backend_compiles_nothing():
     # numba_available() imports numba_ops to decide what 'auto' means: that must stay cheap
     code = (
-        "import minicnn.kernels.numba_ops, minicnn.kernels.numba_fused\n"
-        "from minicnn.kernels import numba_conv, numba_pool, numba_dropout\n"
-        "ks = [numba_conv.conv_forward, numba_conv.conv_backward, numba_pool.maxpool_forward,"
-        " numba_pool.maxpool_backward, numba_dropout._keep_masks]\n"
+        "import minicnn.kernels.numba_ops, minicnn.fusion\n"
+        "from minicnn.kernels import numba_conv, numba_conv_pool, numba_pool\n"
+        "ks = [numba_conv.conv_forward, numba_conv.conv_backward_input,"
+        " numba_conv_pool.conv_pool_forward, numba_conv_pool.conv_pool_backward,"
+        " numba_pool.maxpool_forward, numba_pool.maxpool_backward]\n"
         "assert all(not k.signatures for k in ks), [k.signatures for k in ks]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -199,25 +201,31 @@ def test_bad_input_is_rejected_before_any_work():
 def test_dropout_hash_is_bit_identical_to_numpy(seeds, counter, rates, size):
     keys = [mask_key(s, counter + i) for i, s in enumerate(seeds)]
     thresholds = [keep_threshold(r) for r in rates[: len(seeds)]]
-    got = numba_dropout.keep_mask_into(np.empty(size, np.uint8), keys, thresholds)
+    got = _fused_keep(keys, thresholds, size)
     expected = np.ones(size, bool)
     for i, (s, r) in enumerate(zip(seeds, rates)):
         expected &= keep_mask(s, counter + i, size, r)
     np.testing.assert_array_equal(got.astype(bool), expected)
 
 
-def test_the_fused_kernels_copy_of_the_hash_is_bit_identical_too():
-    from minicnn.kernels import numba_conv
+def _fused_keep(keys, thresholds, size, first=0):
+    """Which of `size` units the fused kernel's dropout pass keeps (units numbered from first)."""
+    out, code = np.ones(size), np.zeros(size, np.int8)
+    numba_conv_pool._dropout_rows(out, code, first, np.array(keys, np.uint64),
+                                  np.array(thresholds, np.uint64), np.full(len(keys), 2.0),
+                                  np.empty(size, np.uint8))
+    np.testing.assert_array_equal(out, np.where(code >= 0, 2.0 ** len(keys), 0.0))
+    return code >= 0
 
+
+def test_the_fused_kernels_hash_numbers_units_from_the_samples_offset():
     key, threshold = mask_key(12345, 6), keep_threshold(0.4)
-    got = [bool(numba_conv._keeps(np.uint64(key), np.uint64(threshold), i)) for i in range(500)]
-    np.testing.assert_array_equal(got, keep_mask(12345, 6, 500, 0.4))
+    got = _fused_keep([key], [threshold], 300, first=200)
+    np.testing.assert_array_equal(got, keep_mask(12345, 6, 500, 0.4)[200:])
 
 
 def test_dropout_hash_keeps_the_right_fraction():
-    keep = numba_dropout.keep_mask_into(
-        np.empty(200_000, np.uint8), [mask_key(0, 0)], [keep_threshold(0.25)]
-    )
+    keep = _fused_keep([mask_key(0, 0)], [keep_threshold(0.25)], 200_000)
     # binomial standard deviation at n = 2e5, p = 0.75: ~0.001; 0.005 is five of them
     assert abs(keep.mean() - 0.75) < 0.005
 

@@ -37,7 +37,7 @@ def seed_like(optimizer, seed=5, batchnorm=False):
 
 @pytest.fixture(params=["numba", "numpy"])
 def backend(request):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(request.param)
     yield request.param
     minicnn.set_backend(old)
@@ -145,7 +145,7 @@ def test_inference_refuses_to_return_nan(backend, layer_index, key):
 # --- NaN through the kernels: every backend, fused or not, the same NaNs ---------------------
 def _run_layers(layers, x, training, backend):
     """The layers one by one on `backend`, each Dropout's mask counter rewound to 0 first."""
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(backend)
     try:
         for layer in layers:
@@ -173,7 +173,7 @@ def test_fused_unit_propagates_nan_as_the_layers_do(where, training):
         model.layers[0].params["kernel"][1, 1, 0, 2] = np.nan
     else:
         model.layers[0].params["bias"][1] = np.nan
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numba")
     try:
         unit = model._units()[0]

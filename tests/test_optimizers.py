@@ -110,7 +110,7 @@ def test_compiled_update_is_bit_identical_to_numpy(make, dtype):
               for s in shapes] for _ in range(10)]
     finals = {}
     for name in ("numpy", "numba"):
-        old = minicnn.config._BACKEND
+        old = minicnn.config.backend_setting()
         minicnn.set_backend(name)
         try:
             opt, params = make(), [w.copy() for w in start]
@@ -128,7 +128,7 @@ def test_compiled_update_skips_non_contiguous_parameters():
     """A parameter that cannot be viewed flat still gets its step (NumPy path), in place."""
     w_full = np.ones((4, 6), np.float32)
     w = w_full[:, ::2]  # a strided view: the kernel cannot write through a flat copy of it
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numba")
     try:
         Adam(learning_rate=0.1).apply([w], [np.ones((4, 3), np.float32)])

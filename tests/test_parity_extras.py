@@ -49,7 +49,7 @@ def _backends():
 
 @pytest.fixture
 def backend_in_force(request):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(request.param)
     yield request.param
     minicnn.set_backend(old)

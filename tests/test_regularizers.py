@@ -8,7 +8,7 @@ import pytest
 
 import minicnn
 from minicnn import gradcheck, regularizers
-from minicnn.kernels import numba_available
+from minicnn.config import numba_available
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from minicnn.model import Sequential
 from minicnn.regularizers import L1, L1L2, L2

@@ -23,11 +23,12 @@ N, H, W, K = 48, 8, 8, 3
 
 
 @pytest.fixture(autouse=True)
-def numpy_backend(monkeypatch):
+def numpy_backend():
     """Every test on the NumPy kernels in float32, restored afterwards."""
-    monkeypatch.setattr(config, "_BACKEND", config._BACKEND)
-    monkeypatch.setattr(config, "_FLOATX", config._FLOATX)
-    minicnn.set_backend("numpy")
+    old_floatx = config.floatx()
+    with config.using_backend("numpy"):
+        yield
+    config.set_floatx(old_floatx)
 
 
 def small_model(seed=0, filters=4, units=K, kernel_initializer="glorot_uniform"):
@@ -477,7 +478,7 @@ def test_shuffled_resume_with_initial_epoch_is_bit_identical(tmp_path):
     rng = np.random.default_rng(5)
     x = rng.random((96, 28, 28, 1), dtype=np.float32)
     y = to_categorical(rng.integers(0, 10, 96), 10)
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     try:
         def fresh():

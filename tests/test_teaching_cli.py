@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 import minicnn
-from minicnn import viz
+from minicnn import gradcheck, viz
 from minicnn.cli import main
 from minicnn.commands import gradcheck as gradcheck_cmd
 from minicnn.layers import Conv2D, MaxPooling2D
@@ -22,7 +22,7 @@ SEED_LAYERS = ["conv2d", "max_pooling2d", "dropout", "flatten", "dropout_1", "de
 @pytest.fixture
 def numpy_backend():
     """The figures and explain commands run on the backend in force: pin it, then restore."""
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     yield
     minicnn.set_backend(old)
@@ -124,13 +124,13 @@ def test_kink_detection_sets_aside_a_nudge_across_relu_zero():
         return float(np.sum(layer.forward(x) * dout))
 
     def pattern():
-        return gradcheck_cmd.kink_pattern([layer])
+        return gradcheck.kink_pattern([layer])
 
     rng = np.random.default_rng(0)
     grads = {k: layer.grads[k].copy() for k in ("kernel", "bias")}
-    r = gradcheck_cmd.compare(grads["bias"], layer.params["bias"], loss, pattern, 1e-6, 10, rng)
+    r = gradcheck.probe(grads["bias"], layer.params["bias"], loss, pattern, 1e-6, 10, rng)
     assert r["kinks"] == 1 and r["error"] is None  # the one bias entry sits on the kink
-    r = gradcheck_cmd.compare(grads["kernel"], layer.params["kernel"], loss, pattern, 1e-6, 10, rng)
+    r = gradcheck.probe(grads["kernel"], layer.params["kernel"], loss, pattern, 1e-6, 10, rng)
     assert r["kinks"] == 0 and r["error"] < 1e-9  # w nudges z = -1e-7 by 1e-13 only
 
 

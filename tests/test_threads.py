@@ -27,7 +27,7 @@ CALLS = 30  # per thread: 120 results
 
 @pytest.fixture(params=["numba", "numpy"])
 def backend(request):
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend(request.param)
     yield request.param
     minicnn.set_backend(old)

@@ -22,7 +22,7 @@ CONV_F32 = 1e-5
 @pytest.fixture(scope="module")
 def trained():
     """The seed model after 1 epoch on 500 real digits (numpy backend), and 200 test digits."""
-    old = minicnn.config._BACKEND
+    old = minicnn.config.backend_setting()
     minicnn.set_backend("numpy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", datasets.OfflineSampleWarning)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, datasets, kernels, models
+from minicnn import config, datasets, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import freeze_dropout
@@ -190,7 +190,7 @@ def _images(images) -> np.ndarray:
 
 # --- the command --------------------------------------------------------------------------------
 def run(args) -> int:
-    old_floatx, old_backend = config.floatx(), config._BACKEND
+    old_floatx, old_backend = config.floatx(), config.backend_setting()
     try:
         check_arguments(args)
         config.set_backend(_backend(args))
@@ -210,13 +210,13 @@ def _backend(args) -> str:
     is a few milliseconds of work, less than loading Numba's compiled kernels (about a second)
     or compiling them on a first run (about 45 s)."""
     if args.backend is not None:
-        if args.backend == "numba" and not kernels.numba_available():
+        if args.backend == "numba" and not config.numba_available():
             raise UsageError("argument --backend: the Numba backend is not available here; "
                              "use numpy or auto")
         return args.backend
-    if args.html is not None and config._BACKEND == "auto":
+    if args.html is not None and config.backend_setting() == "auto":
         return "numpy"
-    return config._BACKEND
+    return config.backend_setting()
 
 
 def _run(args) -> int:

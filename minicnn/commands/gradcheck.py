@@ -10,7 +10,8 @@ Two checks, each printed per layer and tensor with its relative error and a pass
 Each probed entry θ_i is nudged both ways: (L(θ + h e_i) - L(θ - h e_i)) / 2h. ReLU and max-pool
 are not differentiable everywhere: when a nudge moves a ReLU input across 0 or changes which
 pixel wins a pooling window (a "kink"), the difference quotient is not the derivative, so that
-entry is set aside and counted, not compared (CS231n's advice, made mechanical).
+entry is set aside and counted, not compared (CS231n's advice, made mechanical). The checker
+is minicnn.gradcheck, the same one the tests use; this module prints its results.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, kernels, models
+from minicnn import config, gradcheck, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
-from minicnn.gradcheck import kink_pattern, rel_error
-from minicnn.layers import Dropout
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
 
@@ -99,125 +98,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# --- the probe ----------------------------------------------------------------------------------
-def compare(analytic, target, loss, pattern, h, max_entries, rng) -> dict:
-    """Central differences of loss() w.r.t. some entries of target (perturbed in place).
-
-    Args:
-        analytic: backprop's gradient, shaped like target.
-        loss: callable () -> float that reads target.
-        pattern: callable () -> bytes, the kink pattern (see kink_pattern) at the current target.
-    Returns: {'shape', 'probed', 'kinks', 'error', 'zero'}: error is None when every probe hit a
-    kink; zero is True when every compared entry is 0 on both sides (a vacuous agreement).
-    """
-    flat = target.reshape(-1)
-    n = flat.size
-    idx = np.arange(n) if n <= max_entries else rng.choice(n, max_entries, replace=False)
-    a, num = [], []
-    kinks = 0
-    for i in idx:
-        old = flat[i]
-        flat[i] = old + h
-        plus, kinks_plus = loss(), pattern()
-        flat[i] = old - h
-        minus, kinks_minus = loss(), pattern()
-        flat[i] = old
-        if kinks_plus != kinks_minus:
-            kinks += 1
-            continue
-        a.append(float(analytic.reshape(-1)[i]))
-        num.append((plus - minus) / (2 * h))
-    error = rel_error(np.array(a), np.array(num)) if a else None
-    zero = bool(a) and not np.any(a) and not np.any(num)
-    return {"shape": target.shape, "probed": len(idx), "kinks": kinks, "error": error, "zero": zero}
-
-
-class SameDropoutMasks:
-    """Replays the same dropout masks on every forward pass: each Dropout's mask is a hash of
-    (seed, counter), so resetting the counters before a pass redraws the masks it drew before.
-    Unlike injecting masks (minicnn.gradcheck.freeze_dropout), this leaves the fused Numba
-    units on their fused path, so the check covers the kernels that train."""
-
-    def __init__(self, layers):
-        self.dropouts = [(d, d.counter) for d in layers if isinstance(d, Dropout)]
-
-    def reset(self):
-        for d, counter in self.dropouts:
-            d.counter = counter
-
-
-# --- the two checks -----------------------------------------------------------------------------
+# --- the two checks (minicnn.gradcheck), as table rows -------------------------------------------
 def check_each_layer(model, rng, h, max_entries, batch) -> list[tuple[str, str, dict]]:
     """Every layer alone: dL/dx and dL/d(each parameter), for L = sum(out * dout)."""
     rows = []
     shapes = [model.input_shape, *model.output_shapes()[:-1]]
-    for layer, in_shape in zip(model.layers, shapes):
-        if hasattr(layer, "needs_input_grad"):
-            layer.needs_input_grad = True
-        masks = SameDropoutMasks([layer])
-        # standard normal inputs: no ReLU input at exactly 0, no tied pooling window
-        x = rng.standard_normal((batch, *in_shape)).astype(layer.dtype)
-        out = layer.forward(x, training=True)
-        dout = rng.standard_normal(out.shape).astype(out.dtype)
-
-        def loss(layer=layer, x=x, dout=dout, masks=masks):
-            masks.reset()
-            return float(np.sum(layer.forward(x, training=True) * dout, dtype=np.float64))
-
-        def pattern(layer=layer):  # the forward pass loss() just ran left it in the cache
-            return kink_pattern([layer])
-
-        masks.reset()
-        layer.forward(x, training=True)
-        dx = layer.backward(dout)
-        grads = {k: layer.grads[k].copy() for k in layer.trainable_names}
-        label = f"{layer.name} ({type(layer).__name__})"
-        rows.append((label, "dL/dx", compare(dx, x, loss, pattern, h, max_entries, rng)))
-        for k, g in grads.items():
-            rows.append(
-                ("", f"dL/d{k}", compare(g, layer.params[k], loss, pattern, h, max_entries, rng))
-            )
-    model._set_input_grad_flags()
+    try:
+        for layer, in_shape in zip(model.layers, shapes):
+            # standard normal inputs: no ReLU input at exactly 0, no tied pooling window
+            x = rng.standard_normal((batch, *in_shape)).astype(layer.dtype)
+            label = f"{layer.name} ({type(layer).__name__})"
+            for i, (name, r) in enumerate(gradcheck.layer_rows(layer, x, rng, h, max_entries)):
+                rows.append((label if i == 0 else "", f"dL/d{name}", r))
+    finally:
+        model._set_input_grad_flags()
     return rows
 
 
 def check_network(model, x, y, rng, h, max_entries) -> list[tuple[str, str, dict]]:
     """The whole model: loss -> the input and every parameter, through the model's own
     forward/backward (fused units included), dropout on with the same masks every pass."""
-    layers = model.layers
-    masks = SameDropoutMasks(layers)
-    if hasattr(layers[0], "needs_input_grad"):
-        layers[0].needs_input_grad = True
-
-    def loss():
-        masks.reset()
-        out = model.forward(x, training=True)
-        return model.loss_and_gradient(y, out)[0] + model.regularization_loss()
-
-    def pattern():
-        # Layer by layer, so every ReLU and pooling cache is filled whatever the backend fused.
-        masks.reset()
-        a = x
-        for layer in layers:
-            a = layer.forward(a, training=True)
-        return kink_pattern(layers)
-
-    masks.reset()
-    out = model.forward(x, training=True)
-    _, dout = model.loss_and_gradient(y, out)
-    dx = np.array(model.backward(dout))  # a copy: fused units reuse their buffers
-    grads = [(layer, k, layer.grads[k].copy()) for layer in layers for k in layer.trainable_names]
-    rows = [("input", "dL/dx", compare(dx, x, loss, pattern, h, max_entries, rng))]
-    for layer, k, g in grads:
-        label = f"{layer.name} ({type(layer).__name__})"
-        rows.append(
-            (
-                label if k == layer.trainable_names[0] else "",
-                f"dL/d{k}",
-                compare(g, layer.params[k], loss, pattern, h, max_entries, rng),
-            )
-        )
-    model._set_input_grad_flags()
+    rows, seen = [], set()
+    types = {layer.name: type(layer).__name__ for layer in model.layers}
+    for name, k, r in gradcheck.model_rows(model, x, y, rng, h, max_entries):
+        label = "input" if name == "input" else f"{name} ({types[name]})"
+        rows.append((label if label not in seen else "", f"dL/d{k}", r))
+        seen.add(label)
     return rows
 
 
@@ -256,11 +162,11 @@ def _print_rows(rows, threshold) -> tuple[int, int, int, float]:
 
 
 def run(args) -> int:
-    old_floatx, old_backend = config.floatx(), config._BACKEND
+    old_floatx, old_backend = config.floatx(), config.backend_setting()
     try:
         config.set_floatx(args.dtype)
         if args.backend is not None:
-            if args.backend == "numba" and not kernels.numba_available():
+            if args.backend == "numba" and not config.numba_available():
                 raise SystemExit(
                     "minicnn gradcheck: error: argument --backend: the Numba "
                     "backend is not available here; use numpy or auto"

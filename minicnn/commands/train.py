@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from minicnn import config, datasets, kernels, models, optimizers
+from minicnn import config, datasets, models, optimizers
 from minicnn.atomic import atomic_write
 from minicnn.commands.argtypes import add_train_samples, check_output_file
 from minicnn.commands.argtypes import positive_int as _positive_int
@@ -191,7 +191,7 @@ def run(args) -> int:
     for option, path in (("--save", args.save), ("--json", args.json)):
         _check_output(args, option, path)
     if args.backend is not None:
-        if args.backend == "numba" and not kernels.numba_available():
+        if args.backend == "numba" and not config.numba_available():
             _fail(
                 args,
                 "argument --backend: the Numba backend is not available here "

@@ -2,6 +2,9 @@
 
 This file is the lesson (read it aloud), the oracle the fast kernels are tested against, and the
 slowest baseline in the benchmarks. Use it on tiny inputs only: it runs at Python speed.
+Batch normalisation and the optimizers' update rules are here too, as whole-array NumPy (loops
+would add nothing to those element-wise formulas): the twins of numba_batchnorm.py and
+numba_optimizers.py, and what the 'naive' and 'numpy' backends run.
 
 Conventions shared by every backend (naive, numpy, numba):
     x    (N, H, W, C)      activations, channels-last as in Keras
@@ -16,9 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _out_size(n: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
-    return (n + pad_before + pad_after - k) // s + 1
+from minicnn.kernels.geometry import out_size
 
 
 def conv2d_forward(x, w, b, strides, pads):
@@ -30,7 +31,7 @@ def conv2d_forward(x, w, b, strides, pads):
     KH, KW, _, F = w.shape
     sh, sw = strides
     pt, pb, pl, pr = pads
-    Ho, Wo = _out_size(H, KH, sh, pt, pb), _out_size(W, KW, sw, pl, pr)
+    Ho, Wo = out_size(H, KH, sh, pt, pb), out_size(W, KW, sw, pl, pr)
     out = np.zeros((N, Ho, Wo, F), dtype=np.result_type(x, w))
     for n in range(N):
         for i in range(Ho):
@@ -111,7 +112,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     PH, PW = pool_size
     sh, sw = strides
     pt, pb, pl, pr = pads
-    Ho, Wo = _out_size(H, PH, sh, pt, pb), _out_size(W, PW, sw, pl, pr)
+    Ho, Wo = out_size(H, PH, sh, pt, pb), out_size(W, PW, sw, pl, pr)
     out = np.zeros((N, Ho, Wo, C), dtype=x.dtype)
     argmax = np.zeros((N, Ho, Wo, C), dtype=np.int32)
     for n in range(N):
@@ -187,20 +188,70 @@ def dense_backward(dout, x, w):
     return dx, dw, db
 
 
-def softmax_crossentropy(logits, y):
-    """Mean cross-entropy of softmax(logits) against one-hot y, and its gradient.
+# --- batch normalisation (layers/batchnorm.py), as a matrix (M, C): one row per pixel ---------
+def batchnorm_forward_train(x, gamma, beta, eps):
+    """Normalise with the batch statistics.
 
-    loss = -1/N sum_n sum_k y[n,k] log p[n,k],  dlogits = (p - y) / N.
-    Shapes: logits, y (N, K) -> (loss scalar, dlogits (N, K)).
+    mean = 1/M sum_m x[m];  var = 1/M sum_m (x[m] - mean)^2  (biased, as tf.nn.moments);
+    out = gamma * (x - mean) / sqrt(var + eps) + beta.
+    Shapes: x (M, C), gamma, beta (C,) -> out (M, C), mean (C,), var (C,).
     """
-    N, K = logits.shape
-    loss = 0.0
-    dlogits = np.zeros((N, K), dtype=logits.dtype)
-    for n in range(N):
-        m = max(logits[n, k] for k in range(K))  # subtract the max so exp cannot overflow
-        total = sum(np.exp(logits[n, k] - m) for k in range(K))
-        for k in range(K):
-            p = np.exp(logits[n, k] - m) / total
-            loss -= y[n, k] * ((logits[n, k] - m) - np.log(total))
-            dlogits[n, k] = (p - y[n, k]) / N
-    return loss / N, dlogits
+    # statistics summed in float64: M reaches ~10^5 and a float32 running sum loses digits
+    mean = x.mean(axis=0, dtype=np.float64)  # (C,)
+    var = np.square(x - mean).mean(axis=0)  # (C,)
+    xhat = (x - mean) / np.sqrt(var + eps)  # (M, C)
+    out = (gamma * xhat + beta).astype(x.dtype)
+    return out, mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_forward_infer(x, scale, shift):
+    """out = x * scale + shift, with scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
+
+    Shapes: x (M, C), scale, shift (C,) -> out (M, C).
+    """
+    return x * scale + shift
+
+
+def batchnorm_backward(dout, x, gamma, mean, inv, training):
+    """Gradients of batch normalisation, the compact form.
+
+    Shapes: dout, x (M, C); gamma, mean, inv = 1 / sqrt(var + eps) (C,)
+            -> dx (M, C), dgamma (C,), dbeta (C,).
+
+    With batch statistics, mean and var depend on every x[:, c], and the chain rule through
+    them collapses to
+        dx = gamma * inv / M * (M * dout - sum_m dout - xhat * sum_m(dout * xhat));
+    with fixed (moving) statistics dx = gamma * inv * dout.
+    """
+    M = x.shape[0]
+    xhat = (x - mean) * inv  # (M, C)
+    dbeta = dout.sum(axis=0, dtype=np.float64)  # (C,)
+    dgamma = (dout * xhat).sum(axis=0, dtype=np.float64)  # (C,)
+    if training:
+        dx = (gamma * inv / M) * (M * dout - dbeta - xhat * dgamma)
+    else:
+        dx = dout * (gamma * inv)
+    return dx.astype(x.dtype), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# --- the optimizers' update rules (optimizers.py), on whole arrays ------------------------------
+# Pure: they return the new arrays and write nothing, so the optimizer can check every new value
+# before it stores any. Scalars come in the arrays' dtype, as Keras casts them to the variable's.
+def adam_step(w, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """Keras's Adam, "epsilon hat" form:  m' = m + (g - m)(1 - b1);  v' = v + (g^2 - v)(1 - b2);
+    w' = w - alpha * m' / (sqrt(v') + epsilon).  Shapes: all (P,) -> (w', m', v')."""
+    m = m + (g - m) * one_minus_beta_1
+    v = v + (g * g - v) * one_minus_beta_2
+    return w - (m * alpha) / (np.sqrt(v) + epsilon), m, v
+
+
+def sgd_step(w, g, lr):
+    """Plain SGD:  w' = w - lr * g.  Shapes: (P,) -> (w',)."""
+    return (w - g * lr,)
+
+
+def sgd_momentum_step(w, g, m, lr, momentum, nesterov):
+    """Keras's SGD with momentum:  m' = momentum * m - lr * g;  w' = w + m', or with nesterov
+    w' = w + momentum * m' - lr * g.  Shapes: (P,) -> (w', m')."""
+    m = m * momentum - g * lr
+    return (w + (m * momentum - g * lr if nesterov else m)), m

@@ -11,8 +11,12 @@ faster, and the parity suite still passes at its float32 tolerances. Reassociati
 no-NaN/no-inf assumptions stay off: they would change results between backends and hide bad
 inputs, for no gain the benchmarks could measure.
 
-Numba's cache key is the kernel's bytecode and signature, not these flags: after changing a flag
-here, delete the kernels' cache (minicnn/kernels/__pycache__/numba_*) or set NUMBA_CACHE_DIR.
+The compiled kernels are cached on disk in one folder per version of the kernel sources:
+``~/.cache/minicnn/numba/<digest>`` (``$XDG_CACHE_HOME`` respected), the digest taken over every
+file in minicnn/kernels/ and Numba's version. Numba's own cache key is a kernel's file and
+signature: it misses an edit to a helper in another file, or to a flag here, and would load a
+stale kernel. With the digest, any edit to any kernel file starts a fresh folder. NUMBA_CACHE_DIR,
+when set, is used as it is (benchmarks set it to an empty folder to time a cold start).
 
 Thread pools. Numba runs its kernels on an OpenMP team when Numba finds OpenMP (measured 1.7x
 faster than its own workqueue on an idle machine; NUMBA_THREADING_LAYER still wins when set).
@@ -27,7 +31,9 @@ the model trains and predicts in.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import sys
 import threading
 
 import numba
@@ -35,6 +41,30 @@ import numba
 FASTMATH = {"contract"}
 JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
 PARALLEL = dict(JIT, parallel=True)
+
+
+def _kernel_cache_folder() -> str | None:
+    """~/.cache/minicnn/numba/<digest of the kernel sources and Numba's version>."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None  # the user's choice (Numba read it at import)
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(numba.__version__.encode())
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(f.read())
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "minicnn", "numba", digest.hexdigest()[:16])
+
+
+def _use_kernel_cache_folder() -> None:
+    # Read when each kernel's @njit(cache=True) runs, i.e. when its module is imported, which
+    # comes after this module (every kernel module imports its flags from here). If the folder
+    # cannot be made, Numba falls back to its own choice (__pycache__ beside the source).
+    folder = _kernel_cache_folder()
+    if folder is not None:
+        numba.config.CACHE_DIR = folder
 
 
 def _prefer_openmp() -> None:
@@ -50,6 +80,7 @@ def _prefer_openmp() -> None:
 
 
 _prefer_openmp()
+_use_kernel_cache_folder()
 
 
 def num_threads() -> int:
@@ -88,6 +119,7 @@ def compute_scope():
 
 
 _controller = None
+_controller_modules = 0  # len(sys.modules) when the controller looked for BLAS libraries
 _scope_lock = threading.Lock()
 _scope_depth = 0
 _scope_limit = None
@@ -102,7 +134,7 @@ def blas_single_threaded():
     restoring it on their own would restore the wrong value). Entering costs ~30 us the first
     time in a while (threadpoolctl), a lock otherwise.
     """
-    global _controller, _scope_depth, _scope_limit
+    global _controller, _controller_modules, _scope_depth, _scope_limit
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # without threadpoolctl the kernels still work, only slower
@@ -110,8 +142,11 @@ def blas_single_threaded():
         return
     with _scope_lock:
         if _scope_depth == 0:
-            if _controller is None:
+            # A library imported since the controller last looked (SciPy brings its own
+            # OpenBLAS) would escape the limit: look again when modules were imported since.
+            if _controller is None or _controller_modules != len(sys.modules):
                 _controller = ThreadpoolController()
+                _controller_modules = len(sys.modules)
             _scope_limit = _controller.limit(limits=1, user_api="blas")
         _scope_depth += 1
     try:

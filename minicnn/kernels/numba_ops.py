@@ -12,21 +12,24 @@ Where that single thread is the slower choice (thin products: few outputs, enoug
 run on numba_dense's kernels, on all of Numba's threads; the rule and its numbers are by
 dense_forward below.
 
-Layers call these one op at a time; the fused conv + relu + max-pool path the model trains with
-is numba_fused.py.
+Layers call these one op at a time; the fused conv + relu + max-pool unit the model trains with
+(minicnn.fusion) calls conv_pool_forward and conv_pool_backward.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import numba_conv, numba_dense, numba_pool
+from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool
+from minicnn.kernels.geometry import conv_geometry, out_hw
 from minicnn.kernels.numba_config import chunks_for
 
 __all__ = [
     "conv2d_backward_input",
     "conv2d_backward_weights",
     "conv2d_forward",
+    "conv_pool_backward",
+    "conv_pool_forward",
     "dense_backward",
     "dense_forward",
     "maxpool2d_backward",
@@ -54,11 +57,6 @@ def _check_ndim(name, a, ndim):
         )
 
 
-def _out_hw(hw, k, strides, pads):
-    (H, W), (KH, KW), (sh, sw), (pt, pb, pl, pr) = hw, k, strides, pads
-    return (H + pt + pb - KH) // sh + 1, (W + pl + pr - KW) // sw + 1
-
-
 def conv2d_forward(x, w, b, strides, pads):
     """out[n, i, j, f] = b[f] + sum_{p, q, c} x[n, i*sh + p - pt, j*sw + q - pl, c] * w[p, q, c, f].
 
@@ -68,15 +66,10 @@ def conv2d_forward(x, w, b, strides, pads):
     _check_ndim("w", w, 4)
     x, w, b = _float_arrays(x, w, bias=np.zeros(np.shape(w)[3]) if b is None else b)
     N, H, W, C = x.shape
-    KH, KW, _, F = w.shape
-    Ho, Wo = _out_hw((H, W), (KH, KW), strides, pads)
-    out = np.empty((N, Ho, Wo, F), dtype=x.dtype)
-    geom = numba_conv.geometry((H, W), strides, pads)
-    no_keys, no_scales = np.empty(0, np.uint64), np.empty(0, x.dtype)
-    no_code = np.empty((0, 0, 0, 0), np.int8)
+    g = conv_geometry((H, W), w.shape[:2], strides, pads)
+    out = np.empty((N, g.Ho, g.Wo, w.shape[3]), dtype=x.dtype)
     if N:
-        T = chunks_for(N)  # one chunk of samples per thread
-        numba_conv.conv_forward(x, w, b, geom, False, no_keys, no_keys, no_scales, out, no_code, T)
+        numba_conv.conv_forward(x, w, b, g, out, chunks_for(N))  # a chunk of samples per thread
     return out
 
 
@@ -88,11 +81,11 @@ def conv2d_backward_input(dout, w, x_shape, strides, pads):
     _check_ndim("dout", dout, 4)
     dout, w = _float_arrays(dout, w)
     N, H, W, C = x_shape
-    w_flip, w_t = numba_conv.flipped_kernels(w)
     dx = np.empty((N, H, W, C), dtype=dout.dtype)
     if N:
-        no_x, no_dw = np.empty((0, 0, 0, 0), dout.dtype), np.empty(w.shape, dout.dtype)
-        _conv_backward(dout, no_x, w_flip, w_t, (H, W), strides, pads, False, True, no_dw, dx)
+        w_flip, w_t = numba_conv.flipped_kernels(w)
+        g = conv_geometry((H, W), w.shape[:2], strides, pads)
+        numba_conv.conv_backward_input(dout, w_flip, w_t, g, dx, chunks_for(N))
     return dx
 
 
@@ -105,23 +98,42 @@ def conv2d_backward_weights(dout, x, kernel_size, strides, pads):
     _check_ndim("x", x, 4)
     dout, x = _float_arrays(dout, x)
     N, H, W, C = x.shape
-    F = dout.shape[3]
-    dw = np.zeros((*kernel_size, C, F), dtype=dout.dtype)
+    dw = np.zeros((*kernel_size, C, dout.shape[3]), dtype=dout.dtype)
     if N:
-        w_t = np.empty((*kernel_size, F, C), dout.dtype)  # only its shape is read
-        no_dx = np.empty((0, 0, 0, 0), dout.dtype)
-        _conv_backward(dout, x, w_t, w_t, (H, W), strides, pads, True, False, dw, no_dx)
+        g = conv_geometry((H, W), kernel_size, strides, pads)
+        numba_conv.conv_backward_weights(dout, x, g, dw, chunks_for(N))
     return dw
 
 
-def _conv_backward(dout, x, w_flip, w_t, hw, strides, pads, need_dw, need_dx, dw, dx):
-    """The gradient of a plain convolution: the fused kernel, with no pooling code to route."""
-    no_code, no_scales = np.empty((0, 0, 0, 0), np.int8), np.empty(0, dout.dtype)
-    no_db = np.empty(dw.shape[3], dout.dtype)
-    geom, T = numba_conv.geometry(hw, strides, pads), chunks_for(dout.shape[0])
-    numba_conv.conv_backward(
-        dout, no_code, x, w_flip, w_t, no_scales, geom, need_dw, need_dx, dw, no_db, dx, T
-    )
+def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
+    """The fused unit's forward into the caller's out and code (numba_conv_pool).
+
+    out = dropouts(relu(max-pool(conv(x, w) + b))); code the winners (-1: no gradient).
+    Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,
+    thresholds (D,) uint64, scales (D,) -> out (N, Hq, Wq, F) float, code (N, Hq, Wq, F) int8.
+    """
+    if x.shape[0]:
+        numba_conv_pool.conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code,
+                                          chunks_for(x.shape[0]))
+
+
+def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
+    """The fused unit's gradients into the caller's dw, db and, unless None, dx.
+
+    Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); w (KH, KW, C, F); scales (D,); g the
+    forward's ConvGeometry -> dw (KH, KW, C, F), db (F,), dx (N, H, W, C).
+    """
+    N = dout.shape[0]
+    if not N:
+        dw[...] = 0
+        db[...] = 0
+        return
+    if dx is None:
+        numba_conv_pool.conv_pool_backward(dout, code, x, scales, g, dw, db, chunks_for(N))
+        return
+    w_flip, w_t = numba_conv.flipped_kernels(w)
+    numba_conv_pool.conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, dw, db, dx,
+                                          chunks_for(N))
 
 
 def maxpool2d_forward(x, pool_size, strides, pads):
@@ -132,7 +144,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     _check_ndim("x", x, 4)
     (x,) = _float_arrays(x)
     N, H, W, C = x.shape
-    Ho, Wo = _out_hw((H, W), pool_size, strides, pads)
+    Ho, Wo = out_hw((H, W), pool_size, strides, pads)
     out = np.empty((N, Ho, Wo, C), dtype=x.dtype)
     argmax = np.empty((N, Ho, Wo, C), dtype=np.int32)
     numba_pool.maxpool_forward(

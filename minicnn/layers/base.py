@@ -94,6 +94,9 @@ class Layer:
         self.built = False
         self.built_input_shape: tuple[int, ...] | None = None
         self._rng = None  # the generator build() draws initial weights from (None: global)
+        # Whether backward returns dL/dx. The model turns it off for its first layer (its input
+        # is data, so that gradient would be wasted work); a layer used on its own keeps it.
+        self.needs_input_grad = True
 
     # --- to override -------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...]) -> None:

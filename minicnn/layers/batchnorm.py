@@ -14,75 +14,19 @@ variance as tf.nn.moments computes it, divided by M, not M - 1):
 At inference (training=False) the moving statistics stand in for the batch ones, so a sample's
 output no longer depends on the rest of its batch.
 
-The functions below are the NumPy lesson, on x seen as a matrix (M, C) (one row per pixel of
-every image, one column per channel); kernels/numba_batchnorm.py is their compiled twin, which
-the layer calls when the backend in force is 'numba'.
+The math runs on x seen as a matrix (M, C) (one row per pixel of every image, one column per
+channel): kernels/naive.py has it in NumPy (batchnorm_forward_train, _infer, _backward), the
+lesson and what the 'naive' and 'numpy' backends run; kernels/numba_batchnorm.py is its
+compiled twin, which the 'numba' backend runs (kernels/dispatch.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minicnn import config
+from minicnn.kernels.dispatch import ops
 from minicnn.layers.base import Layer
 from minicnn.validation import check_bool, check_float, check_int
-
-
-# --- the NumPy reference ---------------------------------------------------------------------
-def batchnorm_forward_train(x, gamma, beta, eps):
-    """Normalise with the batch statistics.
-
-    Shapes: x (M, C), gamma, beta (C,) -> out (M, C), mean (C,), var (C,).
-    """
-    # statistics summed in float64: M reaches ~10^5 and a float32 running sum loses digits
-    mean = x.mean(axis=0, dtype=np.float64)  # (C,)
-    var = np.square(x - mean).mean(axis=0)  # (C,) biased, as tf.nn.moments
-    xhat = (x - mean) / np.sqrt(var + eps)  # (M, C)
-    out = (gamma * xhat + beta).astype(x.dtype)
-    return out, mean.astype(x.dtype), var.astype(x.dtype)
-
-
-def batchnorm_forward_infer(x, scale, shift):
-    """out = x * scale + shift, with scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
-
-    Shapes: x (M, C), scale, shift (C,) -> out (M, C).
-    """
-    return x * scale + shift
-
-
-def batchnorm_backward(dout, x, gamma, mean, inv, training):
-    """Gradients of batch normalisation, the compact form.
-
-    Shapes: dout, x (M, C); gamma, mean, inv = 1 / sqrt(var + eps) (C,)
-            -> dx (M, C), dgamma (C,), dbeta (C,).
-
-    With batch statistics, mean and var depend on every x[:, c], and the chain rule through
-    them collapses to
-        dx = gamma * inv / M * (M * dout - sum_m dout - xhat * sum_m(dout * xhat));
-    with fixed (moving) statistics dx = gamma * inv * dout.
-    """
-    M = x.shape[0]
-    xhat = (x - mean) * inv  # (M, C)
-    dbeta = dout.sum(axis=0, dtype=np.float64)  # (C,)
-    dgamma = (dout * xhat).sum(axis=0, dtype=np.float64)  # (C,)
-    if training:
-        dx = (gamma * inv / M) * (M * dout - dbeta - xhat * dgamma)
-    else:
-        dx = dout * (gamma * inv)
-    return dx.astype(x.dtype), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
-
-
-def _numba_kernels():
-    """kernels/numba_batchnorm when the backend in force is 'numba', else None."""
-    if config.get_backend() != "numba":
-        return None
-    from minicnn.kernels import numba_available
-
-    if not numba_available():
-        return None
-    from minicnn.kernels import numba_batchnorm
-
-    return numba_batchnorm
 
 
 # --- the layer -------------------------------------------------------------------------------
@@ -123,7 +67,6 @@ class BatchNormalization(Layer):
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
         self.center, self.scale = center, scale
-        self.needs_input_grad = True  # the model turns this off for its first layer
 
     def compute_output_shape(self, input_shape):
         rank = len(input_shape) + 1  # Keras counts the batch axis in `axis`
@@ -161,11 +104,10 @@ class BatchNormalization(Layer):
         C = x.shape[-1]
         x2 = np.ascontiguousarray(x).reshape(-1, C)  # (M, C)
         gamma, beta = self._gamma_beta(C, x2.dtype)
-        nb = _numba_kernels()
+        k = ops()
         eps = x2.dtype.type(self.epsilon)
         if training:
-            train = nb.forward_train if nb else batchnorm_forward_train
-            out, mean, var = train(x2, gamma, beta, self.epsilon)
+            out, mean, var = k.batchnorm_forward_train(x2, gamma, beta, self.epsilon)
             # Keras's update, in the weights' dtype: moving * momentum + batch * (1 - momentum)
             for key, batch in (("moving_mean", mean), ("moving_variance", var)):
                 moving = self.params[key]
@@ -175,8 +117,7 @@ class BatchNormalization(Layer):
             mean = self.params["moving_mean"]
             inv = 1.0 / np.sqrt(self.params["moving_variance"] + eps)  # (C,)
             scale = gamma * inv
-            infer = nb.forward_infer if nb else batchnorm_forward_infer
-            out = infer(x2, scale, beta - mean * scale)
+            out = k.batchnorm_forward_infer(x2, scale, beta - mean * scale)
         self.cache = (x2, mean.copy(), inv, bool(training), x.shape)
         return out.reshape(x.shape)
 
@@ -186,9 +127,7 @@ class BatchNormalization(Layer):
         C = shape[-1]
         dout2 = np.ascontiguousarray(dout, dtype=x2.dtype).reshape(-1, C)
         gamma, _ = self._gamma_beta(C, x2.dtype)
-        nb = _numba_kernels()
-        grad = nb.backward if nb else batchnorm_backward
-        dx, dgamma, dbeta = grad(dout2, x2, gamma, mean, inv, training)
+        dx, dgamma, dbeta = ops().batchnorm_backward(dout2, x2, gamma, mean, inv, training)
         if self.scale:
             self.grads["gamma"] = dgamma
         if self.center:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minicnn import activations, initializers, regularizers
-from minicnn.kernels import ops
+from minicnn.kernels.dispatch import ops
 from minicnn.kernels.geometry import window_2d
 from minicnn.layers.base import Layer
 from minicnn.validation import check_bool, check_choice, check_int, check_pair
@@ -47,7 +47,6 @@ class Conv2D(Layer):
         self.kernel_initializer, self.bias_initializer = inits
         self._init_names = (kernel_initializer, bias_initializer)
         self.regularizers.update(kernel=regs[0], bias=regs[1])
-        self.needs_input_grad = True  # the model turns this off for its first layer
 
     def _geometry(self, input_shape):
         if len(input_shape) != 3:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minicnn import activations, initializers, regularizers
-from minicnn.kernels import ops
+from minicnn.kernels.dispatch import ops
 from minicnn.layers.base import Layer
 from minicnn.layers.conv2d import _default_rng, _init_name
 from minicnn.validation import check_bool, check_int
@@ -39,7 +39,6 @@ class Dense(Layer):
         self.kernel_initializer, self.bias_initializer = inits
         self._init_names = (kernel_initializer, bias_initializer)
         self.regularizers.update(kernel=regs[0], bias=regs[1])
-        self.needs_input_grad = True
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": (input_shape[-1], self.units)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minicnn.kernels import ops
+from minicnn.kernels.dispatch import ops
 from minicnn.kernels.geometry import window_2d
 from minicnn.layers.base import Layer
 from minicnn.validation import check_choice, check_pair
@@ -29,7 +29,6 @@ class MaxPooling2D(Layer):
         padding = check_choice(padding, "padding", ("valid", "same"))
         super().__init__(name=name, input_shape=input_shape, dtype=dtype)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
-        self.needs_input_grad = True
 
     def _geometry(self, input_shape):
         if len(input_shape) != 3:
