@@ -19,20 +19,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, datasets, models
+from minicnn import atomic, config, datasets, models
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import freeze_dropout
 from minicnn.layers import Conv2D
 from minicnn.layers.base import clear_session
 from minicnn.random import set_random_seed
+from minicnn.trace import format_trace, trace_step
 from minicnn.utils import to_categorical
 from minicnn.walkthrough import (
     H,
@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PAGE",
         help="write one digit's walk as a self-contained web page to PAGE (e.g. explain.html) "
         "instead of printing text",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="instead: run one training step through the model's own units on the backend "
+        "in force and print which kernel ran for each layer and pass",
     )
     parser.add_argument(
         "--batch",
@@ -109,23 +115,15 @@ class UsageError(Exception):
 # --- arguments, checked before anything is computed ---------------------------------------------
 def check_writable(path) -> Path:
     """The page's path, if a file can be created there; UsageError saying why not otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"argument --html: {path} is a folder; give a file name such as "
-                         f"{path / 'explain.html'}")
-    folder = path.parent
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise UsageError(f"argument --html: cannot write {path}: {folder} {what}")
-    try:  # the only test that is true for every user and file system: create a file there
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+    try:
+        return atomic.check_writable(path, "argument --html:")
     except OSError as e:
-        raise UsageError(f"argument --html: cannot write in {folder}: {e.strerror}") from e
-    return path
+        raise UsageError(str(e)) from e
 
 
 def check_arguments(args) -> None:
+    if args.trace and args.html is not None:
+        raise UsageError("argument --trace: not with --html (the trace is text)")
     if args.html is None and args.digit is not None:
         raise UsageError("argument --digit: only with --html (the text walk shows the first "
                          "--batch N digits)")
@@ -226,10 +224,27 @@ def _run(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"minicnn explain: error: {e}", file=sys.stderr)
         return 1
+    if args.trace:  # before freezing dropout: injected masks would unfuse the fused units
+        return _trace(args, ds, model, title)
     freeze_dropout(model.layers, np.random.default_rng(args.seed))  # same masks for the check
     if args.html is not None:
         return _page(args, ds, model, title, where)
     return _text(args, ds, model, title, where)
+
+
+def _trace(args, ds, model, title) -> int:
+    n = args.batch or DEFAULT_BATCH
+    x = _images(ds.x_train[:n]).astype(model.layers[0].dtype)
+    y = to_categorical(ds.y_train[:n], NUM_CLASSES, dtype=model.layers[0].dtype)
+    model.build(x.shape[1:])
+    print(f"{title}, {model.count_params():,} parameters; {n} digits from {ds.describe()}.")
+    for line in format_trace(trace_step(model, x, y), config.get_backend()):
+        print(line)
+    fused = [layer.name for unit in model._units() for layer in getattr(unit, "layers", [])]
+    if fused:
+        print(f"The layers of a fused unit ({', '.join(fused)}) do not run their own forward or "
+              f"backward: minicnn.fusion.ConvReluPool computes what they would, in one pass.")
+    return 0
 
 
 def _text(args, ds, model, title, where) -> int:

@@ -26,6 +26,14 @@ class Conv2D(Layer):
         x (N, H, W, C) -> out (N, Ho, Wo, F); kernel (KH, KW, C, F); bias (F,).
 
     z[n,i,j,f] = b[f] + sum_{p,q,c} x[n, i*sh+p, j*sw+q, c] * w[p,q,c,f];  out = activation(z).
+
+    Which code runs: forward and backward call the backend's conv ops (kernels/dispatch.py):
+    nested loops ('naive'), im2col + BLAS ('numpy') or Numba kernels ('numba'). But on the
+    'numba' backend a Conv2D with relu inside a model (not its last layer) is run by the
+    model's fused unit, minicnn.fusion.ConvReluPool, together with the MaxPooling2D and
+    Dropout/Flatten layers behind it: then this forward and backward do not run in fit,
+    evaluate or predict, and the unit computes the same numbers (tested). `minicnn explain
+    --trace` shows which ran.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,

@@ -19,7 +19,14 @@ class MaxPooling2D(Layer):
     Shapes: x (N, H, W, C) -> out (N, Ho, Wo, C).
 
     out[n,i,j,c] = max_{p,q} x[n, i*sh+p, j*sw+q, c]. Backward routes dout to the first maximum
-    of each window in row-major order (TensorFlow's MaxPoolGrad rule, so ties match Keras).
+    of each window in row-major order (TensorFlow's MaxPoolGrad rule, so ties match Keras); a
+    NaN in a window wins, so it propagates (as np.max).
+
+    Which code runs: forward and backward call the backend's pool ops (kernels/dispatch.py).
+    On the 'numba' backend a 'valid' MaxPooling2D right after a Conv2D(relu) is run inside the
+    model's fused unit (minicnn.fusion.ConvReluPool): this forward and backward then do not run,
+    and the unit pools in registers and keeps one byte per output saying which pixel won.
+    `minicnn explain --trace` shows which ran.
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
