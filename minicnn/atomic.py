@@ -124,8 +124,10 @@ def check_writable(path, what: str = "output") -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{what} {path} is a folder; expected a file path")
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{what} cannot write {path}: {folder} is not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {folder} does not exist (for {path})")
     try:

@@ -235,6 +235,7 @@ def test_dropout_hash_keeps_the_right_fraction():
 # columns per partial-sum update in the forward, TILE columns per pass in the backward, and four
 # (zero-padded) outputs per pass in dx: D and K are drawn across those boundaries, N from 1.
 from minicnn.kernels import numba_dense  # noqa: E402  (needs Numba, checked above)
+from minicnn.kernels.numba_config import run_chunks  # noqa: E402
 
 
 @st.composite
@@ -258,13 +259,17 @@ def test_dense_kernels_match_naive(case):
 
     def forward(T):
         out = np.full((N, K), np.nan, dtype)  # NaN: an output the kernel skipped would show
-        numba_dense.dense_forward(x, np.ascontiguousarray(w.T), b, out, T)
+        run_chunks(numba_dense.dense_forward, N, x, np.ascontiguousarray(w.T), b, out,
+                   chunks=min(T, N))
         return out
 
     def backward(T, need_dx):
         dx = np.full(x.shape if need_dx else (0, 0), np.nan, dtype)
         dw, db = np.full(w.shape, np.nan, dtype), np.full(K, np.nan, dtype)
-        numba_dense.dense_backward(dout, x, w, need_dx, dx, dw, db, T)
+        dz = np.empty((N, K + (-K) % 4), dtype)
+        numba_dense.pad_and_sum(dout, dz, db)
+        D = x.shape[1]
+        run_chunks(numba_dense.dense_backward, D, dz, x, w, need_dx, dx, dw, chunks=min(T, D))
         return (dx, dw, db) if need_dx else (dw, db)
 
     out = forward(T)
@@ -317,10 +322,13 @@ assert numba.config.DISABLE_JIT
 from minicnn.kernels import naive, numba_dense
 rng = np.random.default_rng(0)
 x, w, b, dout = (rng.standard_normal(s) for s in ((3, 70), (70, 3), (3,), (3, 3)))
+from minicnn.kernels.numba_config import run_chunks
 out = np.empty((3, 3))
-numba_dense.dense_forward(x, np.ascontiguousarray(w.T), b, out, 2)
+run_chunks(numba_dense.dense_forward, 3, x, np.ascontiguousarray(w.T), b, out, chunks=2)
 dx, dw, db = np.empty((3, 70)), np.empty((70, 3)), np.empty(3)
-numba_dense.dense_backward(dout, x, w, True, dx, dw, db, 2)
+dz = np.empty((3, 4))
+numba_dense.pad_and_sum(dout, dz, db)
+run_chunks(numba_dense.dense_backward, 70, dz, x, w, True, dx, dw, chunks=2)
 expected = (naive.dense_forward(x, w, b),) + naive.dense_backward(dout, x, w)
 for a, e in zip((out, dx, dw, db), expected):
     assert np.allclose(a, e, rtol=1e-12, atol=1e-12), np.abs(a - e).max()

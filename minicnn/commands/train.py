@@ -160,18 +160,10 @@ def _threads(backend: str) -> dict:
     except ImportError:
         out["blas"] = None
     if backend == "numba":
-        import numba
+        from minicnn.kernels import numba_config
 
-        out["numba"] = numba.get_num_threads()
-        out["numba_threading_layer"] = _numba_layer(numba)
+        out["kernel_threads"] = numba_config.num_threads()  # run_chunks' threads
     return out
-
-
-def _numba_layer(numba):
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        return None
 
 
 def _write_json(path, record) -> None:

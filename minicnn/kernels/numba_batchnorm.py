@@ -17,98 +17,86 @@ lose digits), as the NumPy twin does; results are cast back to x's dtype.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from minicnn.kernels.numba_config import PARALLEL, num_threads
+from minicnn.kernels.numba_config import JIT, run_chunks
 
 
-@njit(**PARALLEL)
-def _forward_train(x, gamma, beta, eps, out, mean, var, T):
-    """Shapes: x, out (M, C); gamma, beta, mean, var (C,); filled in place."""
-    M, C = x.shape
-    # thread t owns channels lo..hi-1: its writes (those columns of out, those entries of
-    # mean and var) are disjoint from every other thread's
-    for t in prange(T):
-        lo, hi = t * C // T, (t + 1) * C // T
-        n = hi - lo
-        # views indexed from 0: Numba drops its negative-index checks and the loops vectorise
-        g, b = gamma[lo:hi], beta[lo:hi]
-        s = np.zeros(n)  # float64 accumulators, one per channel of the block
-        for m in range(M):
-            xr = x[m, lo:hi]
-            for c in range(n):
-                s[c] += xr[c]
-        mu = s / M
-        s[:] = 0.0
-        for m in range(M):
-            xr = x[m, lo:hi]
-            for c in range(n):
-                d = xr[c] - mu[c]
-                s[c] += d * d
+@njit(**JIT)
+def _forward_train(x, gamma, beta, eps, out, mean, var, t, lo, hi):
+    """Shapes: x, out (M, C); gamma, beta, mean, var (C,); filled in place for the channels
+    lo..hi-1 (chunk t), whose writes (those columns of out, those entries of mean and var)
+    are disjoint from every other chunk's."""
+    M = x.shape[0]
+    n = hi - lo
+    # views indexed from 0: Numba drops its negative-index checks and the loops vectorise
+    g, b = gamma[lo:hi], beta[lo:hi]
+    s = np.zeros(n)  # float64 accumulators, one per channel of the block
+    for m in range(M):
+        xr = x[m, lo:hi]
         for c in range(n):
-            v = s[c] / M  # biased (divide by M), as tf.nn.moments
-            mean[lo + c] = mu[c]
-            var[lo + c] = v
-            s[c] = 1.0 / np.sqrt(v + eps)  # s now holds 1 / sqrt(var + eps)
-        for m in range(M):
-            xr, orow = x[m, lo:hi], out[m, lo:hi]
-            for c in range(n):
-                orow[c] = g[c] * ((xr[c] - mu[c]) * s[c]) + b[c]
+            s[c] += xr[c]
+    mu = s / M
+    s[:] = 0.0
+    for m in range(M):
+        xr = x[m, lo:hi]
+        for c in range(n):
+            d = xr[c] - mu[c]
+            s[c] += d * d
+    for c in range(n):
+        v = s[c] / M  # biased (divide by M), as tf.nn.moments
+        mean[lo + c] = mu[c]
+        var[lo + c] = v
+        s[c] = 1.0 / np.sqrt(v + eps)  # s now holds 1 / sqrt(var + eps)
+    for m in range(M):
+        xr, orow = x[m, lo:hi], out[m, lo:hi]
+        for c in range(n):
+            orow[c] = g[c] * ((xr[c] - mu[c]) * s[c]) + b[c]
 
 
-@njit(**PARALLEL)
-def _forward_infer(x, scale, shift, out, T):
-    """out = x * scale + shift.  Shapes: x, out (M, C); scale, shift (C,)."""
-    M, C = x.shape
-    # thread t writes only the columns lo..hi-1 of out: disjoint
-    for t in prange(T):
-        lo, hi = t * C // T, (t + 1) * C // T
-        a, b = scale[lo:hi], shift[lo:hi]
-        for m in range(M):
-            xr, orow = x[m, lo:hi], out[m, lo:hi]
-            for c in range(hi - lo):
-                orow[c] = xr[c] * a[c] + b[c]
+@njit(**JIT)
+def _forward_infer(x, scale, shift, out, t, lo, hi):
+    """out = x * scale + shift for the channels lo..hi-1 (chunk t: only those columns of out).
+    Shapes: x, out (M, C); scale, shift (C,)."""
+    M = x.shape[0]
+    a, b = scale[lo:hi], shift[lo:hi]
+    for m in range(M):
+        xr, orow = x[m, lo:hi], out[m, lo:hi]
+        for c in range(hi - lo):
+            orow[c] = xr[c] * a[c] + b[c]
 
 
-@njit(**PARALLEL)
-def _backward(dout, x, gamma, mean, inv, training, dx, dgamma, dbeta, T):
-    """Shapes: dout, x, dx (M, C); gamma, mean, inv, dgamma, dbeta (C,); filled in place.
+@njit(**JIT)
+def _backward(dout, x, gamma, mean, inv, training, dx, dgamma, dbeta, t, lo, hi):
+    """Shapes: dout, x, dx (M, C); gamma, mean, inv, dgamma, dbeta (C,); filled in place for
+    the channels lo..hi-1 (chunk t: those columns of dx and entries of dgamma and dbeta only).
 
     training: dx = gamma * inv / M * (M * dout - dbeta - xhat * dgamma)   (batch statistics)
     else:     dx = gamma * inv * dout                                   (fixed statistics)
     """
-    M, C = x.shape
-    # thread t owns channels lo..hi-1: it writes those columns of dx and those entries of
-    # dgamma and dbeta only, so the writes are disjoint
-    for t in prange(T):
-        lo, hi = t * C // T, (t + 1) * C // T
-        n = hi - lo
-        mu, iv, g = mean[lo:hi], inv[lo:hi], gamma[lo:hi]
-        sb = np.zeros(n)
-        sg = np.zeros(n)
-        for m in range(M):
-            xr, dr = x[m, lo:hi], dout[m, lo:hi]
-            for c in range(n):
-                sb[c] += dr[c]
-                sg[c] += dr[c] * ((xr[c] - mu[c]) * iv[c])
+    M = x.shape[0]
+    n = hi - lo
+    mu, iv, g = mean[lo:hi], inv[lo:hi], gamma[lo:hi]
+    sb = np.zeros(n)
+    sg = np.zeros(n)
+    for m in range(M):
+        xr, dr = x[m, lo:hi], dout[m, lo:hi]
         for c in range(n):
-            dbeta[lo + c] = sb[c]
-            dgamma[lo + c] = sg[c]
-        k = g * iv  # gamma / sqrt(var + eps), per channel of the block
-        for m in range(M):
-            xr, dr, dxr = x[m, lo:hi], dout[m, lo:hi], dx[m, lo:hi]
-            if training:
-                for c in range(n):
-                    xhat = (xr[c] - mu[c]) * iv[c]
-                    dxr[c] = k[c] / M * (M * dr[c] - sb[c] - xhat * sg[c])
-            else:
-                for c in range(n):
-                    dxr[c] = dr[c] * k[c]
-
-
-def _blocks(C: int) -> int:
-    """Channel blocks: one per thread, at most one per channel."""
-    return max(1, min(C, num_threads()))
+            sb[c] += dr[c]
+            sg[c] += dr[c] * ((xr[c] - mu[c]) * iv[c])
+    for c in range(n):
+        dbeta[lo + c] = sb[c]
+        dgamma[lo + c] = sg[c]
+    k = g * iv  # gamma / sqrt(var + eps), per channel of the block
+    for m in range(M):
+        xr, dr, dxr = x[m, lo:hi], dout[m, lo:hi], dx[m, lo:hi]
+        if training:
+            for c in range(n):
+                xhat = (xr[c] - mu[c]) * iv[c]
+                dxr[c] = k[c] / M * (M * dr[c] - sb[c] - xhat * sg[c])
+        else:
+            for c in range(n):
+                dxr[c] = dr[c] * k[c]
 
 
 def _as(a, dtype):
@@ -127,9 +115,8 @@ def forward_train(x, gamma, beta, eps):
     mean = np.empty(C, x.dtype)
     var = np.empty(C, x.dtype)
     if M:
-        _forward_train(
-            x, _as(gamma, x.dtype), _as(beta, x.dtype), float(eps), out, mean, var, _blocks(C)
-        )
+        run_chunks(_forward_train, C, x, _as(gamma, x.dtype), _as(beta, x.dtype), float(eps),
+                   out, mean, var)
     return out, mean, var
 
 
@@ -138,7 +125,7 @@ def forward_infer(x, scale, shift):
     x = _as(x, x.dtype)
     out = np.empty_like(x)
     if x.size:
-        _forward_infer(x, _as(scale, x.dtype), _as(shift, x.dtype), out, _blocks(x.shape[1]))
+        run_chunks(_forward_infer, x.shape[1], x, _as(scale, x.dtype), _as(shift, x.dtype), out)
     return out
 
 
@@ -154,16 +141,6 @@ def backward(dout, x, gamma, mean, inv, training):
     dgamma = np.zeros(C, x.dtype)
     dbeta = np.zeros(C, x.dtype)
     if M:
-        _backward(
-            dout,
-            x,
-            _as(gamma, x.dtype),
-            _as(mean, x.dtype),
-            _as(inv, x.dtype),
-            bool(training),
-            dx,
-            dgamma,
-            dbeta,
-            _blocks(C),
-        )
+        run_chunks(_backward, C, dout, x, _as(gamma, x.dtype), _as(mean, x.dtype),
+                   _as(inv, x.dtype), bool(training), dx, dgamma, dbeta)
     return dx, dgamma, dbeta

@@ -1,15 +1,26 @@
-"""Every Numba flag minicnn uses, in one place, and the thread pools the kernels run beside.
+"""Every Numba flag minicnn uses, in one place, and the threads the kernels run on.
 
-    JIT        serial kernels: compiled on first call and cached on disk (cache=True), so later
-               processes load them in milliseconds; nogil so Python threads may call them
-    PARALLEL   JIT + parallel=True, for kernels whose outer loop is a prange (each says why its
-               writes are disjoint)
+    JIT   every kernel: compiled on first call for the dtypes it meets and cached on disk
+          (cache=True), so later processes only load it; nogil, so several threads may run it
 
 fastmath is limited to 'contract': a*b + c may become one fused multiply-add (rounded once
-instead of twice, so no less accurate). Measured on the seed and deep convolutions: 20-35%
-faster, and the parity suite still passes at its float32 tolerances. Reassociation and the
-no-NaN/no-inf assumptions stay off: they would change results between backends and hide bad
-inputs, for no gain the benchmarks could measure.
+instead of twice, so no less accurate); the parity suite passes at its float32 tolerances.
+Reassociation and the no-NaN/no-inf assumptions stay off: they would change results between
+backends and hide bad inputs.
+
+Threads. No kernel uses Numba's parallel=True: each is a serial function over a range of
+samples [n0, n1) (or of channels, or columns), and ``run_chunks`` splits a batch into one
+contiguous chunk per thread, runs chunk 0 on the calling thread and the others on a small pool
+of worker threads, and waits. Chunks write disjoint memory (each kernel says why); partial
+sums (weight gradients) go to one buffer per chunk, summed afterwards in a fixed order, so
+results do not depend on timing. Why not prange: its parallel lowering more than doubled the
+compile time of every kernel (the first run of a fresh install spent most of its minute
+there), for a launch cost only ~10 us lower than this pool's. The thread count is
+MINICNN_NUM_THREADS, else NUMBA_NUM_THREADS, else the CPU count (``set_num_threads``).
+
+BLAS. The dense layers' products run in NumPy's BLAS between the kernels: BLAS must keep to
+one thread meanwhile, or its pool and ours fight over the cores; ``compute_scope()`` (BLAS on
+one thread) is the context the model trains and predicts in.
 
 The compiled kernels are cached on disk in one folder per version of the kernel sources:
 ``~/.cache/minicnn/numba/<digest>`` (``$XDG_CACHE_HOME`` respected), the digest taken over every
@@ -17,15 +28,6 @@ file in minicnn/kernels/ and Numba's version. Numba's own cache key is a kernel'
 signature: it misses an edit to a helper in another file, or to a flag here, and would load a
 stale kernel. With the digest, any edit to any kernel file starts a fresh folder. NUMBA_CACHE_DIR,
 when set, is used as it is (benchmarks set it to an empty folder to time a cold start).
-
-Thread pools. Numba runs its kernels on an OpenMP team when Numba finds OpenMP (measured 1.7x
-faster than its own workqueue on an idle machine; NUMBA_THREADING_LAYER still wins when set).
-Its threads sleep between kernels (OMP_WAIT_POLICY=passive, unless set): spinning threads made
-a seed-model epoch 4x slower whenever another process was busy on the machine (0.27 s passive,
-1.13 s spinning, same run), for little gain on an idle one. The dense layers' GEMMs run in
-NumPy's BLAS between the kernels: BLAS must then keep to one thread, or its pool and Numba's
-fight over the cores (a step measured 6.5x slower). ``blas_single_threaded()`` is the context
-the model trains and predicts in.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ import hashlib
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
 FASTMATH = {"contract"}
 JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
-PARALLEL = dict(JIT, parallel=True)
 
 
 def _kernel_cache_folder() -> str | None:
@@ -67,55 +69,74 @@ def _use_kernel_cache_folder() -> None:
         numba.config.CACHE_DIR = folder
 
 
-def _prefer_openmp() -> None:
-    # read by libgomp when it loads, which the import below does
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        return
-    try:
-        from numba.np.ufunc import omppool  # noqa: F401  (present when OpenMP is)
-    except ImportError:
-        return  # Numba's default (TBB if installed, else its workqueue)
-    numba.config.THREADING_LAYER = "omp"
-
-
-_prefer_openmp()
 _use_kernel_cache_folder()
 
 
+# --- threads -----------------------------------------------------------------------------------
+def _default_threads() -> int:
+    for var in ("MINICNN_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
 def num_threads() -> int:
-    """Threads Numba's parallel kernels use (NUMBA_NUM_THREADS, or numba.set_num_threads)."""
-    return numba.get_num_threads()
+    """How many threads the kernels split a batch over."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use n threads for the kernels from now on (n >= 1)."""
+    global _threads
+    from minicnn.validation import check_int
+
+    _threads = check_int(n, "n", minimum=1)
 
 
 def chunks_for(n: int) -> int:
-    """How many per-thread chunks to split n samples into: one per thread, at most n."""
-    return max(1, min(n, num_threads()))
+    """How many per-thread chunks to split n items into: one per thread, at most n."""
+    return max(1, min(n, _threads))
 
 
-def kernels_threadsafe() -> bool:
-    """True when Numba's threading layer lets several Python threads launch parallel kernels
-    at once (OpenMP and TBB do; the workqueue fallback aborts the process if they try)."""
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor._max_workers < workers:
+            _executor = ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
+        return _executor
+
+
+def run_chunks(kernel, n: int, *args, chunks: int | None = None) -> None:
+    """kernel(*args, t, n0, n1) for chunk t = 0 .. T-1 of range(n), in parallel.
+
+    T = chunks or chunks_for(n); chunk t covers [t*n//T, (t+1)*n//T). Chunk 0 runs on the
+    calling thread, the others on the worker pool; returns when all are done (re-raising the
+    first error). The kernel must be nogil (numba_config.JIT) and write only its chunk's part.
+    """
+    T = chunks if chunks is not None else chunks_for(n)
+    if T <= 1:
+        kernel(*args, 0, 0, n)
+        return
+    pool = _pool(T - 1)
+    futures = [pool.submit(kernel, *args, t, t * n // T, (t + 1) * n // T) for t in range(1, T)]
     try:
-        return numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel kernel has run yet: the configured choice decides
-        return numba.config.THREADING_LAYER in ("omp", "tbb", "safe", "threadsafe")
-
-
-# Held around the kernels only when the threading layer is not thread-safe (see above).
-kernel_lock = threading.RLock()
+        kernel(*args, 0, 0, n // T)
+    finally:
+        for f in futures:
+            f.result()
 
 
 @contextlib.contextmanager
 def compute_scope():
-    """The context the model's numba-backend methods run in: BLAS on one thread, and the
-    kernels serialised across threads where the threading layer needs it."""
-    if kernels_threadsafe():
-        with blas_single_threaded():
-            yield
-    else:
-        with kernel_lock, blas_single_threaded():
-            yield
+    """The context the model's numba-backend methods run in: BLAS on one thread."""
+    with blas_single_threaded():
+        yield
 
 
 _controller = None

@@ -8,11 +8,11 @@ split in two levels:
   (forward), each output gradient once for the nine taps of a block of pixels (weight gradient),
   so the accumulators touch memory once per 4 or 8 multiply-adds. Other sizes and strides take a
   plain loop. numba_conv_pool.py reuses them for the fused conv + relu + max-pool unit.
-* three batched kernels (parallel), one per job, each taking only what it uses:
-  conv_forward, conv_backward_weights, conv_backward_input. They split the batch into one chunk
-  of samples per thread; a chunk writes only its own samples' outputs, and weight gradients go
-  to the chunk's own buffer, summed in a fixed order at the end, so results do not depend on
-  thread timing.
+* three chunk kernels, one per job, each taking only what it uses: conv_forward,
+  conv_backward_weights, conv_backward_input. Each does the samples [n0, n1) of one chunk;
+  numba_ops runs one chunk per thread (numba_config.run_chunks). A chunk writes only its own
+  samples' outputs, and weight gradients go to the chunk's own buffer, summed in a fixed order
+  afterwards, so results do not depend on thread timing.
 
 Every size comes in a ``geometry.ConvGeometry`` (``g``): no kernel computes an output size.
 Padding is done per sample into a thread-local zero-bordered copy, so every helper sees a
@@ -33,9 +33,9 @@ the cache folder by a digest of every kernel file.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from minicnn.kernels.numba_config import JIT, PARALLEL
+from minicnn.kernels.numba_config import JIT
 
 # --- per-sample helpers: convolution ------------------------------------------------------------
 
@@ -273,81 +273,71 @@ def flipped_kernels(w):
     return np.ascontiguousarray(w_t[::-1, ::-1]), w_t
 
 
-# --- batched kernels --------------------------------------------------------------------------
-# No array expressions here (slices assigned, np.zeros, +=): with parallel=True Numba turns each
-# into a parallel loop of its own, which only costs compile time inside a thread's chunk.
+# --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
 
 
-@njit(**PARALLEL)
-def conv_forward(x, w, b, g, out, T):
-    """out = conv(x, w) + b, in T chunks of samples.
+@njit(**JIT)
+def conv_forward(x, w, b, g, out, t, n0, n1):
+    """out[n] = conv(x[n], w) + b for the samples n in [n0, n1) (chunk t).
 
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,) -> out (N, Ho, Wo, F); g a ConvGeometry.
+    A chunk writes out[n] for its own samples only: chunks never share memory.
     """
-    N, _, _, C = x.shape
-    F = w.shape[3]
+    C, F = x.shape[3], w.shape[3]
     padded = g.Hp != g.H or g.Wp != g.W
-    # chunk t writes out[n] for its own samples n only: the chunks never share memory
-    for t in prange(T):
-        xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
-        acc = np.empty((4, F), out.dtype)
-        for n in range(t * N // T, (t + 1) * N // T):
-            src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
-            _conv_sample(src, w, b, g.sh, g.sw, out[n], acc)
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
+    acc = np.empty((4, F), out.dtype)
+    for n in range(n0, n1):
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _conv_sample(src, w, b, g.sh, g.sw, out[n], acc)
 
 
-@njit(**PARALLEL)
-def conv_backward_weights(dout, x, g, dw, T):
-    """dw = sum over the batch of the weight gradient, in T chunks.
+@njit(**JIT)
+def conv_backward_weights(dout, x, g, parts, t, n0, n1):
+    """parts[t] (KH*KW*C*F,) = the weight gradient of the samples in [n0, n1), as (KH, KW, C, F).
 
-    Shapes: dout (N, Ho, Wo, F), x (N, H, W, C) -> dw (KH, KW, C, F); g a ConvGeometry.
-    3x3 stride 1 takes the 2x4-block helper, which wants dz padded to a multiple of (2, 4)
-    with zeros and x to match (the padding adds nothing).
+    Shapes: dout (N, Ho, Wo, F), x (N, H, W, C); parts (T, KH*KW*C*F), zeroed by the caller;
+    g a ConvGeometry. The caller sums the parts in order (_sum_parts): chunk t writes only
+    parts[t]. 3x3 stride 1 takes the 2x4-block helper, which wants dz padded to a multiple of
+    (2, 4) with zeros and x to match (the padding adds nothing).
     """
-    N = dout.shape[0]
-    KH, KW, C, F = dw.shape
-    Ho, Wo = g.Ho, g.Wo
+    C, F = x.shape[3], dout.shape[3]
+    KH, KW, Ho, Wo = g.KH, g.KW, g.Ho, g.Wo
     padded = g.Hp != g.H or g.Wp != g.W
     blocks = KH == 3 and KW == 3 and g.sh == 1 and g.sw == 1
     Ht, Wt = (Ho + Ho % 2, Wo + (-Wo) % 4) if blocks else (Ho, Wo)
     copy_x = padded or Ht != Ho or Wt != Wo
     use_tile = Ht != Ho or Wt != Wo
-    parts = _zeros((T, KH * KW * C * F), dw.dtype)
-    # chunk t accumulates into parts[t] only; the parts are summed serially, in a fixed order
-    for t in prange(T):
-        xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
-                    else (0, 0, C), dout.dtype)
-        tile = _zeros((Ht, Wt, F) if use_tile else (0, 0, F), dout.dtype)
-        dw_t = parts[t].reshape((KH, KW, C, F))
-        for n in range(t * N // T, (t + 1) * N // T):
-            dz = _into(dout[n], tile, 0, 0) if use_tile else dout[n]
-            src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
-            if blocks:
-                _dw3x3_blocks(src, dz, dw_t)
-            else:
-                _dw_any(src, dz, Ho, Wo, g.sh, g.sw, dw_t)
-    _sum_parts(parts, dw.ravel())
+    xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
+                else (0, 0, C), dout.dtype)
+    tile = _zeros((Ht, Wt, F) if use_tile else (0, 0, F), dout.dtype)
+    dw = parts[t].reshape((KH, KW, C, F))
+    for n in range(n0, n1):
+        dz = _into(dout[n], tile, 0, 0) if use_tile else dout[n]
+        src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
+        if blocks:
+            _dw3x3_blocks(src, dz, dw)
+        else:
+            _dw_any(src, dz, Ho, Wo, g.sh, g.sw, dw)
 
 
-@njit(**PARALLEL)
-def conv_backward_input(dout, w_flip, w_t, g, dx, T):
-    """dx = the input gradient, in T chunks.
+@njit(**JIT)
+def conv_backward_input(dout, w_flip, w_t, g, dx, t, n0, n1):
+    """dx[n] = the input gradient of the samples n in [n0, n1) (chunk t).
 
     Shapes: dout (N, Ho, Wo, F); w_flip, w_t (KH, KW, F, C) from flipped_kernels ->
-    dx (N, H, W, C); g a ConvGeometry.
+    dx (N, H, W, C); g a ConvGeometry. A chunk writes dx[n] of its own samples only.
     """
-    N, _, _, F = dout.shape
+    F = dout.shape[3]
     KH, KW, _, C = w_t.shape
     padded = g.Hp != g.H or g.Wp != g.W
-    # chunk t writes dx[n] of its own samples only
-    for t in prange(T):
-        dzp = _zeros((g.Ho + 2 * (KH - 1), g.Wo + 2 * (KW - 1), F), dout.dtype)
-        dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
-        acc = np.empty((4, C), dout.dtype)
-        zero_c = _zeros((C,), dout.dtype)
-        for n in range(t * N // T, (t + 1) * N // T):
-            if padded:
-                _dx_sample(dout[n], g.Ho, g.Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dxp, acc)
-                _crop(dxp, g.pt, g.pl, dx[n])
-            else:
-                _dx_sample(dout[n], g.Ho, g.Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dx[n], acc)
+    dzp = _zeros((g.Ho + 2 * (KH - 1), g.Wo + 2 * (KW - 1), F), dout.dtype)
+    dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    acc = np.empty((4, C), dout.dtype)
+    zero_c = _zeros((C,), dout.dtype)
+    for n in range(n0, n1):
+        if padded:
+            _dx_sample(dout[n], g.Ho, g.Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dxp, acc)
+            _crop(dxp, g.pt, g.pl, dx[n])
+        else:
+            _dx_sample(dout[n], g.Ho, g.Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dx[n], acc)

@@ -23,10 +23,10 @@ twin), from the same keys in the same order, so the bits match the Dropout layer
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from minicnn.kernels.dropout_mask import GOLDEN, M1, M2
-from minicnn.kernels.numba_config import JIT, PARALLEL
+from minicnn.kernels.numba_config import JIT
 from minicnn.kernels.numba_conv import (
     _conv_sample,
     _crop,
@@ -35,7 +35,6 @@ from minicnn.kernels.numba_conv import (
     _dx_sample,
     _fill_zero,
     _into,
-    _sum_parts,
     _zeros,
 )
 
@@ -112,9 +111,6 @@ def _conv3x3_pool2x2(xp, w, b, out, code, acc):
     """
     Hq, Wq, F = out.shape
     C = xp.shape[2]
-    if C == 1:
-        _conv3x3_pool2x2_c1(xp, w, b, out, code)
-        return
     zero = out.dtype.type(0)
     for iq in range(Hq):
         i = 2 * iq
@@ -424,19 +420,6 @@ def _winners_dw_dx(g, code, PW, psh, psw, sh, sw, xp, w_f, dw_f, db, dxp):
 
 
 @njit(**JIT)
-def _filter_first(w_t):
-    """w_t (KH, KW, F, C) -> (F, KH, KW, C), a new array."""
-    KH, KW, F, C = w_t.shape
-    w_f = np.empty((F, KH, KW, C), w_t.dtype)
-    for p in range(KH):
-        for q in range(KW):
-            for f in range(F):
-                for c in range(C):
-                    w_f[f, p, q, c] = w_t[p, q, f, c]
-    return w_f
-
-
-@njit(**JIT)
 def _sum_parts_filter_first(parts, dw):
     """dw[p, q, c, f] = sum over t of parts[t] viewed as (F, KH, KW, C), in order of t."""
     KH, KW, C, F = dw.shape
@@ -451,14 +434,49 @@ def _sum_parts_filter_first(parts, dw):
                     dw[p, q, c, f] = acc
 
 
-# --- batched kernels --------------------------------------------------------------------------
-# No array expressions here (slices assigned, np.zeros, +=): with parallel=True Numba turns each
-# into a parallel loop of its own, which only costs compile time inside a thread's chunk.
+# --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
+# The seed's layers (3x3 conv, stride 1, then a 2x2 pool, stride 2) have their own helpers; the
+# callers (numba_ops) pick the chunk kernel, so a model compiles only the code it runs.
+def is_3x3_pool2(g) -> bool:
+    """A 3x3 stride-1 conv followed by a 2x2 stride-2 pool (the seed's and deep's layers)."""
+    return (g.KH, g.KW, g.sh, g.sw, g.PH, g.PW, g.psh, g.psw) == (3, 3, 1, 1, 2, 2, 2, 2)
 
 
-@njit(**PARALLEL)
-def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code, T):
-    """out = dropouts(relu(max-pool(conv(x, w) + b))), and each output's winner code.
+@njit(**JIT)
+def conv_pool_forward_3x3_c1(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1):
+    """conv_pool_forward for the seed's first layer: one input channel, a 3x3 stride-1 conv and
+    a 2x2 stride-2 pool (is_3x3_pool2), each window's four outputs held in registers."""
+    F = w.shape[3]
+    M = g.Hq * g.Wq * F
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, 1) if padded else (0, 0, 1), x.dtype)
+    keep = np.empty(M, np.uint8)
+    for n in range(n0, n1):
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _conv3x3_pool2x2_c1(src, w, b, out[n], code[n])
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+
+
+@njit(**JIT)
+def conv_pool_forward_3x3(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1):
+    """conv_pool_forward for a 3x3 stride-1 conv and a 2x2 stride-2 pool (is_3x3_pool2): the
+    four conv outputs of each pool window computed together and pooled in registers."""
+    C, F = x.shape[3], w.shape[3]
+    M = g.Hq * g.Wq * F
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
+    acc = np.empty((4, F), out.dtype)
+    keep = np.empty(M, np.uint8)
+    for n in range(n0, n1):
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _conv3x3_pool2x2(src, w, b, out[n], code[n], acc)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+
+
+@njit(**JIT)
+def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1):
+    """out = dropouts(relu(max-pool(conv(x, w) + b))), and each output's winner code, for the
+    samples n in [n0, n1) (chunk t); any conv and 'valid' pool (1x1: none).
 
     code[n, i, j, f] is the winner's row-major index p*PW + q in its pool window, or -1 when no
     gradient flows back (max z <= 0 or NaN, or a dropout dropped the unit), so backward needs
@@ -466,136 +484,141 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code, T):
     keep_threshold give them (size 0: none), scales (D,) their 1 / (1 - rate); the masks are
     hashed over the batch's C order, so sample n's units are numbered from n * Hq * Wq * F.
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,) -> out, code (N, Hq, Wq, F) int8;
-    g a ConvGeometry (1x1 pool: conv + relu + dropouts).
+    g a ConvGeometry. A chunk writes out[n] and code[n] of its own samples only.
     """
-    N, _, _, C = x.shape
-    F = w.shape[3]
+    C, F = x.shape[3], w.shape[3]
     M = g.Hq * g.Wq * F
     padded = g.Hp != g.H or g.Wp != g.W
-    # 3x3 conv, stride 1, then 2x2 pool, stride 2: the seed's layers, with their own helper
-    fast = (g.KH, g.KW, g.sh, g.sw, g.PH, g.PW, g.psh, g.psw) == (3, 3, 1, 1, 2, 2, 2, 2)
-    # chunk t writes out[n] and code[n] for its own samples n only: the chunks never share memory
-    for t in prange(T):
-        xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
-        z = np.empty((0, 0, F) if fast else (g.Ho, g.Wo, F), out.dtype)  # one sample's conv
-        acc = np.empty((4, F), out.dtype)
-        best = np.empty(F, out.dtype)
-        arg = np.empty(F, np.int8)
-        keep = np.empty(M, np.uint8)
-        for n in range(t * N // T, (t + 1) * N // T):
-            src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
-            if fast:
-                _conv3x3_pool2x2(src, w, b, out[n], code[n], acc)
-            else:
-                _conv_sample(src, w, b, g.sh, g.sw, z, acc)
-                _pool_relu(z, g.PH, g.PW, g.psh, g.psw, out[n], code[n], best, arg)
-            _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
+    z = np.empty((g.Ho, g.Wo, F), out.dtype)  # one sample's conv output
+    acc = np.empty((4, F), out.dtype)
+    best = np.empty(F, out.dtype)
+    arg = np.empty(F, np.int8)
+    keep = np.empty(M, np.uint8)
+    for n in range(n0, n1):
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _conv_sample(src, w, b, g.sh, g.sw, z, acc)
+        _pool_relu(z, g.PH, g.PW, g.psh, g.psw, out[n], code[n], best, arg)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
 
 
-@njit(**PARALLEL)
-def conv_pool_backward(dout, code, x, scales, g, dw, db, T):
-    """dw, db: the weight and bias gradients of conv_pool_forward (no input gradient: the unit
-    is the model's first layer).
+@njit(**JIT)
+def conv_pool_backward_3x3(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
+    """conv_pool_backward for the seed's layers (is_3x3_pool2, few input channels): each pool
+    window's gradient goes straight into the weight gradient, no tile."""
+    C, F = x.shape[3], dout.shape[3]
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    dw = parts_w[t].reshape((3, 3, C, F))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _dw3x3_pool2x2(src, gs, code[n], dw, parts_b[t, :F])
+
+
+@njit(**JIT)
+def conv_pool_backward_winners(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
+    """conv_pool_backward through the pool winners only (many input channels behind a pool):
+    parts_w[t] holds the chunk's dw filter-first, (F, KH, KW, C) (_sum_parts_filter_first)."""
+    C, F = x.shape[3], dout.shape[3]
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    dw_f = parts_w[t].reshape((F, g.KH, g.KW, C))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _winners_dw(gs, code[n], g.PW, g.psh, g.psw, g.sh, g.sw, src, dw_f, parts_b[t, :F])
+
+
+@njit(**JIT)
+def conv_pool_backward(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
+    """dw, db: the weight and bias gradients of conv_pool_forward for the samples in [n0, n1)
+    (no input gradient: the unit is the model's first layer); any conv and pool.
 
     Per sample the gradient is scaled by the dropouts (in the layers' reverse order) and sent
-    to its pool winner: straight into dw for the seed's 3x3 conv + 2x2 pool, through the
-    winners only with many input channels, else through a thread-local (Ho, Wo, F) tile.
-    Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); scales (D,) -> dw (KH, KW, C, F),
-    db (F,); g a ConvGeometry.
+    to its pool winner through a thread-local (Ho, Wo, F) tile.
+    Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); scales (D,); g a ConvGeometry ->
+    parts_w (T, KH*KW*C*F) (dw, (KH, KW, C, F)), parts_b (T, Wq*F) (db by column and filter),
+    each zeroed by the caller, which sums the parts in order: chunk t writes only its own.
     """
-    N = dout.shape[0]
-    KH, KW, C, F = dw.shape
-    Ho, Wo = g.Ho, g.Wo
+    C, F = x.shape[3], dout.shape[3]
+    KH, KW, Ho, Wo = g.KH, g.KW, g.Ho, g.Wo
     padded = g.Hp != g.H or g.Wp != g.W
-    sparse = C >= SPARSE_MIN_CHANNELS and g.PH * g.PW > 1
-    fast = not sparse and (KH, KW, g.sh, g.sw, g.PH, g.PW, g.psh, g.psw) == (
-        3, 3, 1, 1, 2, 2, 2, 2)
-    blocks = not fast and not sparse and KH == 3 and KW == 3 and g.sh == 1 and g.sw == 1
+    blocks = KH == 3 and KW == 3 and g.sh == 1 and g.sw == 1
     Ht, Wt = (Ho + Ho % 2, Wo + (-Wo) % 4) if blocks else (Ho, Wo)
     copy_x = padded or Ht != Ho or Wt != Wo
-    use_tile = not fast and not sparse
-    parts_w = _zeros((T, KH * KW * C * F), dw.dtype)
-    parts_b = _zeros((T, g.Wq * F), dw.dtype)
-    # chunk t accumulates into parts_w[t] and parts_b[t] only; they are summed serially, in a
-    # fixed order, after the loop
-    for t in prange(T):
-        xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
-                    else (0, 0, C), dout.dtype)
-        gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
-        tile = _zeros((Ht, Wt, F) if use_tile else (0, 0, F), dout.dtype)
-        dw_t = parts_w[t].reshape((KH, KW, C, F))
-        dw_f = parts_w[t].reshape((F, KH, KW, C))  # the winners' layout
-        for n in range(t * N // T, (t + 1) * N // T):
-            _scaled(dout[n].ravel(), scales, gs.ravel())
-            src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
-            if sparse:
-                _winners_dw(gs, code[n], g.PW, g.psh, g.psw, g.sh, g.sw, src, dw_f,
-                            parts_b[t, :F])
-            elif fast:
-                _dw3x3_pool2x2(src, gs, code[n], dw_t, parts_b[t, :F])
-            else:
-                _route(gs, code[n], g.PH, g.PW, g.psh, g.psw, tile, parts_b[t])
-                if blocks:
-                    _dw3x3_blocks(src, tile, dw_t)
-                else:
-                    _dw_any(src, tile, Ho, Wo, g.sh, g.sw, dw_t)
-    if sparse:
-        _sum_parts_filter_first(parts_w, dw)
-    else:
-        _sum_parts(parts_w, dw.ravel())
-    _sum_parts(parts_b.reshape((T * g.Wq, F)), db)
+    xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
+                else (0, 0, C), dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    tile = _zeros((Ht, Wt, F), dout.dtype)
+    dw = parts_w[t].reshape((KH, KW, C, F))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
+        _route(gs, code[n], g.PH, g.PW, g.psh, g.psw, tile, parts_b[t])
+        if blocks:
+            _dw3x3_blocks(src, tile, dw)
+        else:
+            _dw_any(src, tile, Ho, Wo, g.sh, g.sw, dw)
 
 
-@njit(**PARALLEL)
-def conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, dw, db, dx, T):
-    """conv_pool_backward, and dx, the input gradient (the unit is not the first layer).
+@njit(**JIT)
+def conv_pool_backward_dx_winners(dout, code, x, w_f, scales, g, parts_w, parts_b, dx,
+                                  t, n0, n1):
+    """conv_pool_backward_dx through the pool winners only (many input channels behind a
+    pool): w_f (F, KH, KW, C) the kernel filter-first; parts_w[t] filter-first too."""
+    C, F = x.shape[3], dout.shape[3]
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    dw_f = parts_w[t].reshape((F, g.KH, g.KW, C))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        dst = dxp if padded else dx[n]
+        _fill_zero(dst)
+        _winners_dw_dx(gs, code[n], g.PW, g.psh, g.psw, g.sh, g.sw, src, w_f, dw_f,
+                       parts_b[t, :F], dst)
+        if padded:
+            _crop(dxp, g.pt, g.pl, dx[n])
+
+
+@njit(**JIT)
+def conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, parts_w, parts_b, dx,
+                          t, n0, n1):
+    """conv_pool_backward, and dx[n], the input gradient (the unit is not the first layer).
 
     Shapes: as conv_pool_backward; w_flip, w_t (KH, KW, F, C) from numba_conv.flipped_kernels
-    -> also dx (N, H, W, C).
+    -> also dx (N, H, W, C), of which a chunk writes its own samples only.
     """
-    N = dout.shape[0]
-    KH, KW, C, F = dw.shape
-    Ho, Wo = g.Ho, g.Wo
+    C, F = x.shape[3], dout.shape[3]
+    KH, KW, Ho, Wo = g.KH, g.KW, g.Ho, g.Wo
     padded = g.Hp != g.H or g.Wp != g.W
-    sparse = C >= SPARSE_MIN_CHANNELS and g.PH * g.PW > 1
-    blocks = not sparse and KH == 3 and KW == 3 and g.sh == 1 and g.sw == 1
+    blocks = KH == 3 and KW == 3 and g.sh == 1 and g.sw == 1
     Ht, Wt = (Ho + Ho % 2, Wo + (-Wo) % 4) if blocks else (Ho, Wo)
     copy_x = padded or Ht != Ho or Wt != Wo
-    w_f = _filter_first(w_t) if sparse else np.empty((0, KH, KW, C), dw.dtype)
-    parts_w = _zeros((T, KH * KW * C * F), dw.dtype)
-    parts_b = _zeros((T, g.Wq * F), dw.dtype)
-    # chunk t accumulates into parts_w[t], parts_b[t] and writes dx[n] of its own samples only
-    for t in prange(T):
-        xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
-                    else (0, 0, C), dout.dtype)
-        gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
-        tile = _zeros((0, 0, F) if sparse else (Ht, Wt, F), dout.dtype)
-        dzp = _zeros((0, 0, F) if sparse else (Ho + 2 * (KH - 1), Wo + 2 * (KW - 1), F),
-                     dout.dtype)
-        dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
-        acc = np.empty((4, C), dout.dtype)
-        zero_c = _zeros((C,), dout.dtype)
-        dw_t = parts_w[t].reshape((KH, KW, C, F))
-        dw_f = parts_w[t].reshape((F, KH, KW, C))
-        for n in range(t * N // T, (t + 1) * N // T):
-            _scaled(dout[n].ravel(), scales, gs.ravel())
-            src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
-            dst = dxp if padded else dx[n]
-            if sparse:
-                _fill_zero(dst)
-                _winners_dw_dx(gs, code[n], g.PW, g.psh, g.psw, g.sh, g.sw, src, w_f, dw_f,
-                               parts_b[t, :F], dst)
-            else:
-                _route(gs, code[n], g.PH, g.PW, g.psh, g.psw, tile, parts_b[t])
-                if blocks:
-                    _dw3x3_blocks(src, tile, dw_t)
-                else:
-                    _dw_any(src, tile, Ho, Wo, g.sh, g.sw, dw_t)
-                _dx_sample(tile, Ho, Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dst, acc)
-            if padded:
-                _crop(dxp, g.pt, g.pl, dx[n])
-    if sparse:
-        _sum_parts_filter_first(parts_w, dw)
-    else:
-        _sum_parts(parts_w, dw.ravel())
-    _sum_parts(parts_b.reshape((T * g.Wq, F)), db)
+    xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
+                else (0, 0, C), dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    tile = _zeros((Ht, Wt, F), dout.dtype)
+    dzp = _zeros((Ho + 2 * (KH - 1), Wo + 2 * (KW - 1), F), dout.dtype)
+    dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
+    acc = np.empty((4, C), dout.dtype)
+    zero_c = _zeros((C,), dout.dtype)
+    dw = parts_w[t].reshape((KH, KW, C, F))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
+        _route(gs, code[n], g.PH, g.PW, g.psh, g.psw, tile, parts_b[t])
+        if blocks:
+            _dw3x3_blocks(src, tile, dw)
+        else:
+            _dw_any(src, tile, Ho, Wo, g.sh, g.sw, dw)
+        if padded:
+            _dx_sample(tile, Ho, Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dxp, acc)
+            _crop(dxp, g.pt, g.pl, dx[n])
+        else:
+            _dx_sample(tile, Ho, Wo, w_flip, w_t, zero_c, g.sh, g.sw, dzp, dx[n], acc)

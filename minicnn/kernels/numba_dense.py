@@ -33,9 +33,9 @@ edits to another file.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from minicnn.kernels.numba_config import JIT, PARALLEL
+from minicnn.kernels.numba_config import JIT
 
 LANES = 16  # partial sums per dot product: one AVX-512 register of float32, two of AVX2
 UNROLL = 4  # blocks of LANES added per update of the partial sums
@@ -100,18 +100,15 @@ def _forward_rows(x, wt, b, out, n0, n1, a00, a01, a10, a11):
 # fmt: on
 
 
-@njit(**PARALLEL)
-def dense_forward(x, wt, b, out, T):
-    """out = x @ wt[:K].T + b, into out.
+@njit(**JIT)
+def dense_forward(x, wt, b, out, t, n0, n1):
+    """out[n0:n1] = x[n0:n1] @ wt[:K].T + b (chunk t of the rows).
 
     Shapes: x (N, D), wt (Kp, D) the transposed kernel (rows past K unused), b (K,) -> out
-    (N, K). T: the number of chunks of rows (one per thread).
+    (N, K). A chunk writes its own rows of out only: chunks never share memory.
     """
-    N = x.shape[0]
-    # chunk t writes the rows t*N//T .. (t+1)*N//T of out only: the chunks never share memory
-    for t in prange(T):
-        acc = np.empty((4, LANES), out.dtype)
-        _forward_rows(x, wt, b, out, t * N // T, (t + 1) * N // T, acc[0], acc[1], acc[2], acc[3])
+    acc = np.empty((4, LANES), out.dtype)
+    _forward_rows(x, wt, b, out, n0, n1, acc[0], acc[1], acc[2], acc[3])
 
 
 # --- backward -------------------------------------------------------------------------------------
@@ -189,30 +186,30 @@ def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1):
 # fmt: on
 
 
-@njit(**PARALLEL)
-def dense_backward(dout, x, w, need_dx, dx, dw, db, T):
-    """dx = dout @ w.T (if need_dx), dw = x.T @ dout, db = dout summed over the rows, into dx,
-    dw, db.
-
-    Shapes: dout (N, K), x (N, D), w (D, K) -> dx (N, D) (may be (0, 0) when not need_dx),
-    dw (D, K), db (K,). T: the number of chunks of columns (one per thread).
-    """
-    N, D = x.shape
-    K = w.shape[1]
-    Kp = K + (-K) % 4
-    dz = np.empty((N, Kp), dout.dtype)  # dout zero-padded: four outputs per pass, no remainder
+@njit(**JIT)
+def pad_and_sum(dout, dz, db):
+    """dz[:, :K] = dout and the rest 0 (four outputs per pass, no remainder); db = dout summed
+    over the rows, in row order. Shapes: dout (N, K), dz (N, Kp), db (K,)."""
+    N, K = dout.shape
     for n in range(N):
-        for k in range(Kp):
+        for k in range(dz.shape[1]):
             dz[n, k] = dout[n, k] if k < K else 0
-    for k in range(K):  # tiny: serial, in row order
+    for k in range(K):
         db[k] = 0
     for n in range(N):
         for k in range(K):
             db[k] += dout[n, k]
-    # chunk t writes the columns t*D//T .. (t+1)*D//T of dx and the same rows of dw only: no
-    # two chunks write the same memory
-    for t in prange(T):
-        wt = np.empty((Kp, TILE), dw.dtype)
-        buf = np.empty((4, TILE), dw.dtype)
-        _backward_cols(dz, x, w, need_dx, dx, dw, t * D // T, (t + 1) * D // T, wt,
-                       buf[0], buf[1], buf[2], buf[3])  # fmt: skip
+
+
+@njit(**JIT)
+def dense_backward(dz, x, w, need_dx, dx, dw, t, d0, d1):
+    """dx[:, d0:d1] = (dout @ w.T)[:, d0:d1] (if need_dx) and dw[d0:d1] = (x.T @ dout)[d0:d1]
+    (chunk t of the columns).
+
+    Shapes: dz (N, Kp) from pad_and_sum, x (N, D), w (D, K) -> dx (N, D) (may be (0, 0) when
+    not need_dx), dw (D, K). A chunk writes its own columns of dx and rows of dw only.
+    """
+    Kp = dz.shape[1]
+    wt = np.empty((Kp, TILE), dw.dtype)
+    buf = np.empty((4, TILE), dw.dtype)
+    _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, buf[0], buf[1], buf[2], buf[3])

@@ -1,15 +1,16 @@
 """The 'numba' backend: the same functions and results as naive.py, compiled.
 
-Each function checks and allocates in Python, then calls a private @njit kernel (numba_conv,
-numba_pool, numba_dense); see naive.py for the conventions. Importing this module compiles
+Each function checks and allocates in Python, then runs a chunk kernel (numba_conv,
+numba_conv_pool, numba_pool, numba_dense) on one chunk of the batch per thread
+(numba_config.run_chunks); see naive.py for the conventions. Importing this module compiles
 nothing: each kernel compiles on its first call for the dtypes it meets (float32 and float64)
-and is cached on disk, so later processes only load it.
+and is cached on disk, so later processes only load it; the wrappers pick the kernel for the
+case at hand, so a model compiles only the code it runs.
 
 The dense layer's products run on one BLAS thread inside the model's compute scope
-(numba_config.blas_single_threaded): two BLAS threads beside Numba's made a seed-model step 3-5x
-slower (measured: 4.5 vs 25 ms), and one BLAS call per Numba thread stalled in multiples of 4 ms.
-Where that single thread is the slower choice (thin products: few outputs, enough rows), they
-run on numba_dense's kernels, on all of Numba's threads; the rule and its numbers are by
+(numba_config.compute_scope): two BLAS threads beside the kernels' made a seed-model step
+several times slower. Where that single thread is the slower choice (thin products: few
+outputs, enough rows), they run on numba_dense's kernels, on all the threads; the rule is by
 dense_forward below.
 
 Layers call these one op at a time; the fused conv + relu + max-pool unit the model trains with
@@ -22,7 +23,7 @@ import numpy as np
 
 from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool
 from minicnn.kernels.geometry import conv_geometry, out_hw
-from minicnn.kernels.numba_config import chunks_for
+from minicnn.kernels.numba_config import chunks_for, run_chunks
 
 __all__ = [
     "conv2d_backward_input",
@@ -68,8 +69,7 @@ def conv2d_forward(x, w, b, strides, pads):
     N, H, W, C = x.shape
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
     out = np.empty((N, g.Ho, g.Wo, w.shape[3]), dtype=x.dtype)
-    if N:
-        numba_conv.conv_forward(x, w, b, g, out, chunks_for(N))  # a chunk of samples per thread
+    run_chunks(numba_conv.conv_forward, N, x, w, b, g, out)  # a chunk of samples per thread
     return out
 
 
@@ -82,10 +82,9 @@ def conv2d_backward_input(dout, w, x_shape, strides, pads):
     dout, w = _float_arrays(dout, w)
     N, H, W, C = x_shape
     dx = np.empty((N, H, W, C), dtype=dout.dtype)
-    if N:
-        w_flip, w_t = numba_conv.flipped_kernels(w)
-        g = conv_geometry((H, W), w.shape[:2], strides, pads)
-        numba_conv.conv_backward_input(dout, w_flip, w_t, g, dx, chunks_for(N))
+    w_flip, w_t = numba_conv.flipped_kernels(w)
+    g = conv_geometry((H, W), w.shape[:2], strides, pads)
+    run_chunks(numba_conv.conv_backward_input, N, dout, w_flip, w_t, g, dx)
     return dx
 
 
@@ -99,9 +98,11 @@ def conv2d_backward_weights(dout, x, kernel_size, strides, pads):
     dout, x = _float_arrays(dout, x)
     N, H, W, C = x.shape
     dw = np.zeros((*kernel_size, C, dout.shape[3]), dtype=dout.dtype)
-    if N:
-        g = conv_geometry((H, W), kernel_size, strides, pads)
-        numba_conv.conv_backward_weights(dout, x, g, dw, chunks_for(N))
+    g = conv_geometry((H, W), kernel_size, strides, pads)
+    T = chunks_for(N)
+    parts = np.zeros((T, dw.size), dw.dtype)  # one partial dw per chunk, summed in order
+    run_chunks(numba_conv.conv_backward_weights, N, dout, x, g, parts, chunks=T)
+    numba_conv._sum_parts(parts, dw.ravel())
     return dw
 
 
@@ -112,9 +113,13 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,
     thresholds (D,) uint64, scales (D,) -> out (N, Hq, Wq, F) float, code (N, Hq, Wq, F) int8.
     """
-    if x.shape[0]:
-        numba_conv_pool.conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code,
-                                          chunks_for(x.shape[0]))
+    if not numba_conv_pool.is_3x3_pool2(g):
+        kernel = numba_conv_pool.conv_pool_forward
+    elif x.shape[3] == 1:
+        kernel = numba_conv_pool.conv_pool_forward_3x3_c1
+    else:
+        kernel = numba_conv_pool.conv_pool_forward_3x3
+    run_chunks(kernel, x.shape[0], x, w, b, g, keys, thresholds, scales, out, code)
 
 
 def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
@@ -122,18 +127,37 @@ def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
 
     Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); w (KH, KW, C, F); scales (D,); g the
     forward's ConvGeometry -> dw (KH, KW, C, F), db (F,), dx (N, H, W, C).
+    Which chunk kernel: with many input channels behind a pool, the winners-only route; for
+    the seed's layers (one channel, 3x3 conv, 2x2 pool) without dx, straight into dw; else the
+    tile route (numba_conv_pool).
     """
-    N = dout.shape[0]
-    if not N:
-        dw[...] = 0
-        db[...] = 0
-        return
+    N, C, F = dout.shape[0], x.shape[3], w.shape[3]
+    T = chunks_for(N)
+    winners = C >= numba_conv_pool.SPARSE_MIN_CHANNELS and g.PH * g.PW > 1
+    parts_w = np.zeros((T, dw.size), dw.dtype)  # one partial dw and db per chunk
+    parts_b = np.zeros((T, g.Wq * F), dw.dtype)
+    args = (dout, code, x)
     if dx is None:
-        numba_conv_pool.conv_pool_backward(dout, code, x, scales, g, dw, db, chunks_for(N))
-        return
-    w_flip, w_t = numba_conv.flipped_kernels(w)
-    numba_conv_pool.conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, dw, db, dx,
-                                          chunks_for(N))
+        if winners:
+            kernel = numba_conv_pool.conv_pool_backward_winners
+        elif numba_conv_pool.is_3x3_pool2(g):
+            kernel = numba_conv_pool.conv_pool_backward_3x3
+        else:
+            kernel = numba_conv_pool.conv_pool_backward
+        run_chunks(kernel, N, *args, scales, g, parts_w, parts_b, chunks=T)
+    elif winners:
+        w_f = np.ascontiguousarray(w.transpose(3, 0, 1, 2))  # (F, KH, KW, C)
+        run_chunks(numba_conv_pool.conv_pool_backward_dx_winners, N, *args, w_f, scales, g,
+                   parts_w, parts_b, dx, chunks=T)
+    else:
+        w_flip, w_t = numba_conv.flipped_kernels(w)
+        run_chunks(numba_conv_pool.conv_pool_backward_dx, N, *args, w_flip, w_t, scales, g,
+                   parts_w, parts_b, dx, chunks=T)
+    if winners:
+        numba_conv_pool._sum_parts_filter_first(parts_w, dw)
+    else:
+        numba_conv._sum_parts(parts_w, dw.ravel())
+    numba_conv._sum_parts(parts_b.reshape(T * g.Wq, F), db)
 
 
 def maxpool2d_forward(x, pool_size, strides, pads):
@@ -147,9 +171,8 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     Ho, Wo = out_hw((H, W), pool_size, strides, pads)
     out = np.empty((N, Ho, Wo, C), dtype=x.dtype)
     argmax = np.empty((N, Ho, Wo, C), dtype=np.int32)
-    numba_pool.maxpool_forward(
-        x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], out, argmax
-    )
+    run_chunks(numba_pool.maxpool_forward, N, x, pool_size[0], pool_size[1], strides[0],
+               strides[1], pads[0], pads[2], out, argmax)
     return out, argmax
 
 
@@ -159,9 +182,8 @@ def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
     (dout,) = _float_arrays(dout)
     argmax = np.ascontiguousarray(argmax, dtype=np.int32)
     dx = np.empty(x_shape, dtype=dout.dtype)
-    numba_pool.maxpool_backward(
-        dout, argmax, pool_size[1], strides[0], strides[1], pads[0], pads[2], dx
-    )
+    run_chunks(numba_pool.maxpool_backward, dout.shape[0], dout, argmax, pool_size[1],
+               strides[0], strides[1], pads[0], pads[2], dx)
     return dx
 
 
@@ -222,7 +244,7 @@ def dense_forward(x, w, b):
     b = np.zeros(K, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     out = np.empty((N, K), dtype=x.dtype)
     wt = np.ascontiguousarray(w.T)  # (K, D): the kernel's dot products run along rows of wt
-    numba_dense.dense_forward(x, wt, b, out, chunks_for(N))
+    run_chunks(numba_dense.dense_forward, N, x, wt, b, out)
     return out
 
 
@@ -235,5 +257,7 @@ def dense_backward(dout, x, w):
         return dout @ w.T, x.T @ dout, dout.sum(axis=0)
     dx, dw = np.empty_like(x), np.empty_like(w)
     db = np.empty(K, dtype=dout.dtype)
-    numba_dense.dense_backward(dout, x, w, True, dx, dw, db, chunks_for(D))
+    dz = np.empty((N, K + (-K) % 4), dout.dtype)
+    numba_dense.pad_and_sum(dout, dz, db)
+    run_chunks(numba_dense.dense_backward, D, dz, x, w, True, dx, dw)  # chunks of columns
     return dx, dw, db

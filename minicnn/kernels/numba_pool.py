@@ -8,18 +8,20 @@ pixels never win.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from minicnn.kernels.numba_config import PARALLEL
+from minicnn.kernels.numba_config import JIT
 
 
-@njit(**PARALLEL)
-def maxpool_forward(x, PH, PW, sh, sw, pt, pl, out, argmax):
-    """Shapes: x (N, H, W, C) -> out, argmax (N, Ho, Wo, C) (filled in place)."""
-    N, H, W, C = x.shape
+@njit(**JIT)
+def maxpool_forward(x, PH, PW, sh, sw, pt, pl, out, argmax, t, n0, n1):
+    """Shapes: x (N, H, W, C) -> out, argmax (N, Ho, Wo, C), for the samples [n0, n1) (chunk t).
+
+    Sample n writes out[n] and argmax[n] only: chunks never share memory.
+    """
+    _, H, W, C = x.shape
     _, Ho, Wo, _ = out.shape
-    # sample n writes out[n] and argmax[n] only: disjoint across the prange
-    for n in prange(N):
+    for n in range(n0, n1):
         for i in range(Ho):
             for j in range(Wo):
                 for c in range(C):
@@ -42,12 +44,14 @@ def maxpool_forward(x, PH, PW, sh, sw, pt, pl, out, argmax):
                                 argmax[n, i, j, c] = p * PW + q
 
 
-@njit(**PARALLEL)
-def maxpool_backward(dout, argmax, PW, sh, sw, pt, pl, dx):
-    """Shapes: dout, argmax (N, Ho, Wo, C) -> dx (N, H, W, C), zeroed and filled in place."""
-    N, Ho, Wo, C = dout.shape
-    # sample n writes dx[n] only (overlapping windows add up inside one sample): disjoint
-    for n in prange(N):
+@njit(**JIT)
+def maxpool_backward(dout, argmax, PW, sh, sw, pt, pl, dx, t, n0, n1):
+    """Shapes: dout, argmax (N, Ho, Wo, C) -> dx (N, H, W, C), zeroed and filled in place, for
+    the samples [n0, n1) (chunk t). Sample n writes dx[n] only (overlapping windows add up
+    inside one sample): chunks never share memory.
+    """
+    _, Ho, Wo, C = dout.shape
+    for n in range(n0, n1):
         flat = dx[n].ravel()
         for e in range(flat.size):  # a loop, not dx[n] = 0: that would be a parfor of its own
             flat[e] = 0
