@@ -30,7 +30,8 @@ def _tf_value_and_grad(fn, args):
 
 
 def _jax_value_and_grad(fn, args):
-    return lib.value_and_grad(fn)([lib.numpy.asarray(a) for a in args])
+    # jitted, as Keras's JAX trainer runs its steps (and one compile beats one per eager op)
+    return lib.jit(lib.value_and_grad(fn))([lib.numpy.asarray(a) for a in args])
 
 
 def _torch_value_and_grad(fn, args):
