@@ -92,6 +92,29 @@ def test_broken_twins_fail_on(backend):
     assert "skipped" not in summary and "failed" not in summary, summary
 
 
+@pytest.mark.keras
+@pytest.mark.slow
+def test_a_process_with_keras_on_one_backend_starts_a_fresh_one_for_another(tmp_path, capsys):
+    # Keras in this process runs on one backend for good; asking for another must not touch
+    # it. PyTorch is the quick one to start; from a PyTorch process, TensorFlow.
+    pytest.importorskip(os.environ.get("KERAS_BACKEND", "tensorflow"))
+    from minicnn.cli import main as cli_main
+    from reference._keras import BACKEND
+
+    other = "torch" if BACKEND != "torch" else "tensorflow"
+    _need(other)
+    path = tmp_path / "parity.json"
+    argv = ["parity", "--quick", "--steps", "2", "--keras-backend", other, "--json", str(path)]
+    status = cli_main(argv)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert backends.NAMES[other] in out
+    assert {r["keras_backend"] for r in json.loads(path.read_text())["rows"]} == {other}
+    import keras
+
+    assert keras.backend.backend() == BACKEND
+
+
 # --- --keras-backend all without Keras: merging, cross-backend rows, pins ---------------------
 def _doc(backend: str, rows: list[Row]) -> dict:
     for r in rows:
