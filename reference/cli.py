@@ -107,15 +107,11 @@ def _check(args) -> None:
         raise SystemExit(f"minicnn parity: --steps must be >= 1. Received: {args.steps}")
 
 
-def _backend_module(backend: str) -> str:
-    return {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-
-
 def _require_installed(backends) -> None:
     missing = [
         b
         for b in backends
-        if importlib.util.find_spec(_backend_module(b)) is None
+        if importlib.util.find_spec(b) is None  # each backend's module has its name
         or importlib.util.find_spec("keras") is None
     ]
     if missing:

@@ -74,9 +74,9 @@ def same_padding() -> dict:
     x = ops.convert_to_tensor(np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4, 1))
     conv = float(to_numpy(ops.conv(x, ops.ones((2, 2, 1, 1)), 1, padding="same"))[0, 0, 0, 0])
     pool = float(to_numpy(ops.max_pool(x, 2, 1, padding="same"))[0, 0, 0, 0])
-    side = {14.0: "bottom/right", 1.0: "top/left"}
-    value = f"conv {side.get(conv, conv)}, pool {side.get(pool, {6.0: 'bottom/right'}.get(pool))}"
-    return {"value": value, "conv_first": conv, "pool_first": pool}
+    conv_side = {14.0: "bottom/right", 1.0: "top/left"}.get(conv, f"first output {conv:g}")
+    pool_side = {6.0: "bottom/right", 1.0: "top/left"}.get(pool, f"first output {pool:g}")
+    return {"value": f"conv {conv_side}, pool {pool_side}", "conv_first": conv, "pool_first": pool}
 
 
 def pool_ties() -> dict:
