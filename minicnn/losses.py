@@ -1,4 +1,5 @@
-"""Crossentropy losses, as Keras computes them on the TensorFlow backend.
+"""Crossentropy losses, as Keras computes them (on TensorFlow by default; on JAX and PyTorch
+with ``clip_probabilities=True``).
 
 Keras's loss is the batch mean ('sum_over_batch_size'). Two paths, chosen by the model:
 
@@ -7,6 +8,12 @@ Keras's loss is the batch mean ('sum_over_batch_size'). Two paths, chosen by the
   carries its logits to ``softmax_cross_entropy_with_logits``): no clipping.
 * on probabilities: p is renormalised, clipped to [1e-7, 1 - 1e-7], and
   L = -1/N sum y log p, with the clip's gradient zero outside that range (as tf.clip_by_value).
+  Keras on JAX and PyTorch always take this path, softmax output or not
+  (keras/src/backend/{jax,torch}/nn.py, categorical_crossentropy); so does minicnn with
+  ``CategoricalCrossentropy(clip_probabilities=True)``. The two agree to rounding until a
+  probability saturates past 1 - 1e-7 (a confident sample then has loss 1.2e-7 and gradient 0
+  instead of ~0 and ~p - 1), and differ outright on a sigmoid output, whose logits TensorFlow
+  also hands to *softmax* crossentropy.
 """
 
 from __future__ import annotations
@@ -23,9 +30,24 @@ def log_softmax(z):
 
 
 class CategoricalCrossentropy:
-    """-1/N sum_n sum_k y[n,k] log p[n,k] for one-hot (or soft) targets y (N, K)."""
+    """-1/N sum_n sum_k y[n,k] log p[n,k] for one-hot (or soft) targets y (N, K).
+
+    Args:
+        clip_probabilities: False (default) computes what Keras on TensorFlow computes: from a
+            softmax (or sigmoid) output's logits, unclipped. True computes what Keras on JAX
+            and PyTorch compute: always from the probabilities, clipped to [1e-7, 1 - 1e-7].
+    """
 
     name = "categorical_crossentropy"
+
+    def __init__(self, clip_probabilities: bool = False):
+        if not isinstance(clip_probabilities, bool):
+            raise ValueError(f"Invalid value for argument clip_probabilities. Expected True or "
+                             f"False. Received: clip_probabilities={clip_probabilities!r}")
+        self.clip_probabilities = clip_probabilities
+
+    def get_config(self) -> dict:
+        return {"clip_probabilities": self.clip_probabilities}
 
     def check_targets(self, y, n_classes: int):
         """Return y as a float array (N, K); raise if it is not one-hot shaped."""
@@ -121,7 +143,7 @@ sparse_categorical_crossentropy = SparseCategoricalCrossentropy()
 def get(identifier):
     """A loss object from its Keras name, class or instance."""
     if isinstance(identifier, CategoricalCrossentropy):
-        return type(identifier)()
+        return type(identifier)(**identifier.get_config())
     if isinstance(identifier, type) and issubclass(identifier, CategoricalCrossentropy):
         return identifier()
     if identifier in _BY_NAME:

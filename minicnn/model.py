@@ -284,6 +284,8 @@ class Sequential:
         matched here on purpose, checked by the parity suite's 'sigmoid output' case.
         """
         last = self._layers[-1]
+        if getattr(self.loss, "clip_probabilities", False):  # Keras on JAX / PyTorch: no logits
+            return False
         return (getattr(getattr(last, "activation", None), "name", None) in ("softmax", "sigmoid")
                 and hasattr(last, "preactivation"))
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minicnn import layers as mlayers
-from reference._keras import keras, tf
+from reference._keras import keras, ops
 from reference.twin import MaskedDropout
 
 
@@ -71,8 +71,8 @@ class TopLeftSameConv2D(keras.layers.Layer):
         (pt, pb), (pl, pr) = (
             _top_left_pads(x.shape[i + 1], self.kernel_size[i], self.strides[i]) for i in range(2)
         )
-        x = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
-        z = tf.nn.conv2d(x, self.kernel, strides=(1, *self.strides, 1), padding="VALID")
+        x = ops.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
+        z = ops.conv(x, self.kernel, strides=self.strides, padding="valid")
         if self.use_bias:
             z = z + self.bias
         return self.activation(z)
@@ -89,8 +89,8 @@ class TopLeftSameMaxPool2D(keras.layers.Layer):
         (pt, pb), (pl, pr) = (
             _top_left_pads(x.shape[i + 1], self.pool_size[i], self.strides[i]) for i in range(2)
         )
-        x = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], constant_values=float("-inf"))
-        return tf.nn.max_pool2d(x, self.pool_size, self.strides, padding="VALID")
+        x = ops.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], constant_values=float("-inf"))
+        return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
 
 
 def _top_left_same(layer):
@@ -112,7 +112,7 @@ class UnscaledMaskedDropout(MaskedDropout):
     def call(self, inputs, training=False, keep=None):
         if not training or keep is None:
             return inputs
-        return inputs * tf.cast(keep, inputs.dtype)
+        return ops.multiply(inputs, ops.cast(keep, inputs.dtype))
 
 
 def _unscaled_dropout(layer):
@@ -123,19 +123,23 @@ def _unscaled_dropout(layer):
 
 class TextbookAdam(keras.optimizers.Adam):
     """Adam as printed in the paper's Algorithm 1: bias-corrected m_hat and v_hat, epsilon
-    added to sqrt(v_hat). Differs from Keras when sqrt(v) is comparable to epsilon."""
+    added to sqrt(v_hat). Differs from Keras when sqrt(v) is comparable to epsilon.
+
+    (A subclass, so on PyTorch Keras keeps this update_step rather than swapping in its
+    torch._foreach Adam, which it does for keras.optimizers.Adam itself only.)"""
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = tf.cast(learning_rate, variable.dtype)
-        g = tf.cast(gradient, variable.dtype)
-        t = tf.cast(self.iterations + 1, variable.dtype)
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        t = ops.cast(self.iterations + 1, dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
-        m.assign(self.beta_1 * m + (1 - self.beta_1) * g)
-        v.assign(self.beta_2 * v + (1 - self.beta_2) * g * g)
-        m_hat = m / (1 - tf.pow(tf.cast(self.beta_1, variable.dtype), t))
-        v_hat = v / (1 - tf.pow(tf.cast(self.beta_2, variable.dtype), t))
-        variable.assign_sub(lr * m_hat / (tf.sqrt(v_hat) + self.epsilon))
+        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * g)
+        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * g * g)
+        m_hat = m / (1 - ops.power(ops.cast(self.beta_1, dtype), t))
+        v_hat = v / (1 - ops.power(ops.cast(self.beta_2, dtype), t))
+        self.assign_sub(variable, lr * m_hat / (ops.sqrt(v_hat) + self.epsilon))
 
 
 MUTANTS = {

@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import minicnn
 from minicnn import config, models
 from minicnn.datasets import DatasetNotFoundError
 from minicnn.kernels.dispatch import ops
 from reference import mutants as mutants_mod
+from reference import report as report_mod
 from reference import tolerances
+from reference._keras import BACKEND, minicnn_loss
 from reference.case import make_case, randomize_biases
 from reference.data import best_dataset, image_batch, random_batch
 from reference.report import Report, Row, environment
+from reference.sections.backend_facts import backend_facts
 from reference.sections.forward import forward_rows
 from reference.sections.gradients import gradient_rows
 from reference.sections.optimizer import default_cases, optimizer_rows
@@ -53,6 +57,7 @@ class Options:
     traj_batch: int | None = None  # default: 32 quick, 128 full
     mutant: str | None = None
     zoo: bool = True
+    seed: int = 0  # minicnn's global seed: the same weights in every backend's process
     extra: dict = field(default_factory=dict)
 
 
@@ -144,7 +149,7 @@ def zoo_model(name: str, seed: int = 0):
     """The zoo's model `name`, built, with random biases (and its hook applied)."""
     build, hook, _ = ZOO[name]
     model = build()
-    model.compile()
+    model.compile(loss=minicnn_loss())
     randomize_biases(model, np.random.default_rng(seed))
     if hook is not None:
         hook(model)
@@ -158,7 +163,8 @@ def zoo_rows(backends, mutant=None, seed: int = 0) -> tuple[list[Row], list[Row]
     for name in ZOO:
         model = zoo_model(name, seed)
         x, y = zoo_batch(name, model, seed=seed)
-        rows = guarded(f"layers: {name}", model_rows, model, x, y, backends, mutant, seed)
+        with report_mod.scope(f"layers: {name}: "):
+            rows = guarded(f"layers: {name}", model_rows, model, x, y, backends, mutant, seed)
         detail += [
             Row(
                 f"layers: {name}: {r.section}",
@@ -204,6 +210,7 @@ def run(options: Options, log=None) -> Report:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     mutant = mutants_mod.get(options.mutant) if options.mutant else None
     backends = resolve_backends(options.backends)
+    minicnn.set_random_seed(options.seed)
     report = Report()
     report.environment = environment()
     report.environment["minicnn_backends_compared"] = backends
@@ -222,7 +229,7 @@ def run(options: Options, log=None) -> Report:
     )
 
     model = models.build(options.model)
-    model.compile()
+    model.compile(loss=minicnn_loss())
     randomize_biases(model, np.random.default_rng(1))
     report.extend(
         guarded(
@@ -243,6 +250,9 @@ def run(options: Options, log=None) -> Report:
         summary, detail = zoo_rows(backends, mutant)
         report.extend(summary)
         report.extras["layers_detail"] = [vars(r) for r in detail]
+
+    log("[parity] backend facts")
+    report.extras["backend_facts"] = backend_facts()
 
     log("[parity] optimizer steps")
     cases = default_cases(mutant.keras_adam if mutant else None)
@@ -293,5 +303,7 @@ def run(options: Options, log=None) -> Report:
 
         report.extend(guarded("statistics", st))
 
+    for row in report.rows:
+        row.keras_backend = BACKEND
     report.environment["seconds"] = round(time.perf_counter() - t0, 1)
     return report

@@ -17,7 +17,7 @@ import numpy as np
 
 from minicnn import layers as mlayers
 from minicnn.model import Sequential
-from reference._keras import keras, tf
+from reference._keras import BACKEND, keras, ops
 
 
 class MaskedDropout(keras.layers.Dropout):
@@ -25,16 +25,22 @@ class MaskedDropout(keras.layers.Dropout):
 
     Shapes: inputs (any), keep (same shape, bool or 0/1) -> out (same shape).
 
-    out = (inputs * (1 / (1 - rate))) * keep: TensorFlow's own order of operations
-    (``tf.nn.experimental.stateless_dropout`` scales first, then masks), so a shared mask gives
-    bit-identical outputs. Without ``keep`` it is Keras's Dropout, random mask and all.
+    Each backend's own order of operations, so that a shared mask gives bit-identical outputs
+    to that backend's Dropout (tests/test_parity.py checks it against the stock layer):
+    TensorFlow (``tf.nn.experimental.stateless_dropout``) and PyTorch
+    (``torch.nn.functional.dropout``) multiply by the float32 scale 1 / (1 - rate); JAX
+    (``keras.src.backend.jax.random.dropout``) divides by 1 - rate, which rounds differently
+    in the last bit of some entries. Without ``keep`` it is Keras's Dropout, random mask and all.
     """
 
     def call(self, inputs, training=False, keep=None):
         if not training or keep is None or self.rate == 0:
             return super().call(inputs, training=training)
-        scale = tf.constant(1.0 / (1.0 - self.rate), dtype=inputs.dtype)
-        return tf.multiply(tf.multiply(inputs, scale), tf.cast(keep, inputs.dtype))
+        keep = ops.cast(keep, "bool")
+        if BACKEND == "jax":
+            return ops.where(keep, ops.divide(inputs, 1.0 - self.rate), ops.zeros_like(inputs))
+        scaled = ops.multiply(inputs, 1.0 / (1.0 - self.rate))
+        return ops.multiply(scaled, ops.cast(keep, inputs.dtype))
 
 
 def _activation_arg(act) -> str | None:
@@ -210,6 +216,18 @@ def from_keras(kmodel) -> Sequential:
     return model
 
 
+def _call(layer, h, training: bool, keep, weights=None):
+    """One layer of the twin on h: stateful (its own variables) or, given ``weights`` (its
+    trainable variables' values, in order), stateless, which autodiff.py differentiates."""
+    kwargs = {"keep": keep} if isinstance(layer, MaskedDropout) else {}
+    if weights is None:
+        return layer(h, training=training, **kwargs)
+    if "training" in layer.call_signature_parameters:
+        kwargs["training"] = training
+    state = [v.value for v in layer.non_trainable_variables]  # e.g. Dropout's seed
+    return layer.stateless_call(weights, state, h, **kwargs)[0]
+
+
 def run_layers(kmodel, x, training: bool = False, keeps: Sequence | None = None) -> list:
     """Every layer's output of the Keras twin, calling the layers one by one.
 
@@ -222,12 +240,36 @@ def run_layers(kmodel, x, training: bool = False, keeps: Sequence | None = None)
     Returns:
         list of tensors, output of layer i at index i.
     """
-    outs, h = [], tf.convert_to_tensor(x)
+    outs, h = [], ops.convert_to_tensor(x)
     for i, layer in enumerate(kmodel.layers):
-        keep = keeps[i] if keeps is not None else None
-        if isinstance(layer, MaskedDropout):
-            h = layer(h, training=training, keep=keep)
-        else:
-            h = layer(h, training=training)
+        h = _call(layer, h, training, keeps[i] if keeps is not None else None)
         outs.append(h)
     return outs
+
+
+def layer_weights(kmodel) -> list[list]:
+    """The twin's trainable variables, one list per layer (what stateless_run takes)."""
+    return [list(layer.trainable_variables) for layer in kmodel.layers]
+
+
+def stateless_run(kmodel, weights, x, training: bool = False, keeps=None, probes=None):
+    """The twin's output with the given weights instead of its variables: a pure function
+    of (weights, x, probes) that jax.grad, a gradient tape or torch.autograd can differentiate.
+
+    Args:
+        weights: one list per layer of tensors, shaped as that layer's trainable variables.
+        keeps: as in run_layers.
+        probes: optional zero tensors added to the outputs of layers 0 .. L-2, so that
+            d loss / d probe_i is the gradient at the input of layer i + 1. (The last output
+            takes none: on TensorFlow a softmax output carries its logits to the loss, and
+            an addition would drop them.)
+
+    Shapes: x (N, *input_shape); probes[i] as layer i's output -> (N, *output_shape).
+    """
+    h = x
+    last = len(kmodel.layers) - 1
+    for i, (layer, w) in enumerate(zip(kmodel.layers, weights, strict=True)):
+        h = _call(layer, h, training, keeps[i] if keeps is not None else None, w)
+        if probes is not None and i < last:
+            h = ops.add(h, probes[i])
+    return h

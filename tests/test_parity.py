@@ -1,26 +1,29 @@
-"""The Keras reference suite: minicnn against Keras 3 (TensorFlow backend), and the suite's
-own ability to fail against deliberately broken twins.
+"""The Keras reference suite: minicnn against Keras 3, and the suite's own ability to fail
+against deliberately broken twins.
 
-The oracle here is Keras itself; tolerances are reference/tolerances.py's named constants.
+The oracle here is Keras itself, on the backend KERAS_BACKEND names (default TensorFlow);
+tests/test_parity_backends.py runs the broken-twin tests below again under JAX and PyTorch, each
+in a fresh process. Tolerances are reference/tolerances.py's named constants.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.keras
 
-pytest.importorskip("tensorflow")
+pytest.importorskip(os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 from minicnn import models  # noqa: E402
 from minicnn import optimizers as mopt  # noqa: E402
 from minicnn.cli import main as cli_main  # noqa: E402
 from reference import mutants, suite, tolerances  # noqa: E402
-from reference._keras import keras, tf  # noqa: E402
+from reference._keras import BACKEND, keras, ops, to_numpy  # noqa: E402
 from reference.case import randomize_biases  # noqa: E402
 from reference.data import best_dataset, image_batch, random_batch  # noqa: E402
 from reference.report import compare  # noqa: E402
@@ -32,7 +35,7 @@ from reference.sections.structure import (  # noqa: E402
     trained_summary_row,
 )
 from reference.sections.trajectory import nudge_one_ulp, trajectory  # noqa: E402
-from reference.twin import from_keras, run_layers, to_keras  # noqa: E402
+from reference.twin import MaskedDropout, from_keras, run_layers, to_keras  # noqa: E402
 from reference.zoo import ZOO  # noqa: E402
 
 
@@ -70,12 +73,13 @@ def _seed_model(name="seed", seed=1):
 # --- the whole quick run ----------------------------------------------------------------------
 def test_cli_quick_parity_seed_passes_and_writes_json(tmp_path, capsys):
     path = tmp_path / "parity.json"
-    status = cli_main(["parity", "--quick", "--json", str(path)])
+    status = cli_main(["parity", "--quick", "--json", str(path), "--keras-backend", BACKEND])
     out = capsys.readouterr().out
     assert status == 0, out
     doc = json.loads(path.read_text())
     assert doc["ok"] is True
     assert all(r["ok"] for r in doc["rows"])
+    assert {r["keras_backend"] for r in doc["rows"]} == {BACKEND}
     sections = {r["section"].split(" [")[0] for r in doc["rows"]}
     assert {
         "structure",
@@ -87,18 +91,15 @@ def test_cli_quick_parity_seed_passes_and_writes_json(tmp_path, capsys):
         "trajectory",
     } <= sections
     env = doc["environment"]
-    assert env["keras_backend"] == "tensorflow"
-    for key in (
-        "numpy",
-        "numba",
-        "tensorflow",
-        "keras",
-        "minicnn_backend",
-        "cpu_count",
-        "tf_intra_op_threads",
-    ):
+    assert env["keras_backend"] == BACKEND
+    for key in ("numpy", "numba", "tensorflow", "jax", "torch", "keras", "minicnn_backend"):
         assert key in env
+    assert env[BACKEND] is not None and env["cpu_count"]
+    if BACKEND == "tensorflow":
+        assert "tf_intra_op_threads" in env
     assert "all ok" in out and "max rel" in out
+    assert f"What Keras computes on {BACKEND}" in out
+    assert set(doc["extras"]["backend_facts"]) >= {"Adam", "max-pool ties, gradient to"}
 
 
 def test_quick_parity_deep_model():
@@ -185,7 +186,18 @@ def test_textbook_adam_is_caught():
 
 def test_cli_exits_nonzero_against_a_broken_twin(capsys):
     status = cli_main(
-        ["parity", "--quick", "--steps", "2", "--backend", "numpy", "--mutant", "textbook-adam"]
+        [
+            "parity",
+            "--quick",
+            "--steps",
+            "2",
+            "--backend",
+            "numpy",
+            "--mutant",
+            "textbook-adam",
+            "--keras-backend",
+            BACKEND,
+        ]
     )
     out = capsys.readouterr().out
     assert status == 1
@@ -225,21 +237,21 @@ def test_adam_hand_check_epsilon_hat():
     """KERAS_FACTS: two tiny steps from 3.0 give 2.9999990 in Keras, 2.9999751 textbook.
     g = 1.25e-9 reproduces both (sqrt(v) ~ 4e-11 << epsilon = 1e-7)."""
     g = np.float32(1.25e-9)
-    w_keras = tf.Variable(np.float32(3.0))
+    w_keras = keras.Variable(np.float32(3.0))
     opt = keras.optimizers.Adam()
-    w_text = tf.Variable(np.float32(3.0))
+    w_text = keras.Variable(np.float32(3.0))
     text = mutants.TextbookAdam()
     w_ours = np.array(3.0, dtype=np.float32)
     ours = mopt.Adam()
     for _ in range(2):
-        opt.apply_gradients([(tf.constant(g), w_keras)])
-        text.apply_gradients([(tf.constant(g), w_text)])
+        opt.apply_gradients([(ops.convert_to_tensor(g), w_keras)])
+        text.apply_gradients([(ops.convert_to_tensor(g), w_text)])
         ours.apply([w_ours], [np.array(g)])
     ulp = np.spacing(np.float32(3.0))
-    assert f"{float(w_keras.numpy()):.7f}" == "2.9999990"
-    assert abs(float(w_text.numpy()) - 2.9999751) <= ulp
-    assert w_ours == w_keras.numpy()  # bit for bit
-    assert abs(float(w_text.numpy()) - float(w_ours)) > 80 * ulp
+    assert f"{float(to_numpy(w_keras)):.7f}" == "2.9999990"
+    assert abs(float(to_numpy(w_text)) - 2.9999751) <= ulp
+    assert w_ours == to_numpy(w_keras)  # bit for bit
+    assert abs(float(to_numpy(w_text)) - float(w_ours)) > 80 * ulp
 
 
 @pytest.mark.parametrize("name", ["seed", "deep"])
@@ -262,7 +274,7 @@ def test_from_keras_takes_keras_initialisation():
         assert np.array_equal(a, np.asarray(b))
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     row = compare(
-        "t", "predict", model.predict(x), run_layers(kmodel, x)[-1].numpy(), tolerances.FORWARD
+        "t", "predict", model.predict(x), to_numpy(run_layers(kmodel, x)[-1]), tolerances.FORWARD
     )
     assert row.ok, row
 
@@ -283,14 +295,15 @@ def test_twin_rejects_bad_input():
         from_keras(keras.Sequential([keras.Input((4, 4, 1)), keras.layers.AveragePooling2D(2)]))
 
 
-def test_nudge_is_one_ulp():
-    w = [np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32)]
-    (v,) = nudge_one_ulp(w, np.random.default_rng(1))
+def test_nudge_is_one_ulp_and_leaves_zeros():
+    w = [np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32), np.zeros(5, "f4")]
+    v, z = nudge_one_ulp(w, np.random.default_rng(1))
     up = np.nextafter(w[0], np.float32(np.inf))
     down = np.nextafter(w[0], np.float32(-np.inf))
     assert v.dtype == np.float32
     assert np.all((v == up) | (v == down))
     assert 0 < np.mean(v == up) < 1
+    assert np.array_equal(z, w[1])  # no subnormal biases (PyTorch would keep them)
 
 
 def test_welch_matches_scipy_and_its_critical_difference():
@@ -313,6 +326,18 @@ def test_statistics_section_runs_end_to_end(dataset):
     assert len(rows) == 3 and all(np.isfinite(r.max_abs) for r in rows)
     assert len(extras["runs"]["minicnn"]) == len(extras["runs"]["keras"]) == 2
     assert extras["dataset"] == dataset.describe()
+
+
+def test_masked_dropout_is_the_backends_dropout():
+    # the twin's dropout, given the mask the stock layer drew, must give its output bit for bit
+    x = np.random.default_rng(0).random((64, 50), dtype=np.float32) + np.float32(0.5)
+    stock = to_numpy(keras.layers.Dropout(0.25)(ops.convert_to_tensor(x), training=True))
+    keep = stock != 0
+    assert 0.6 < keep.mean() < 0.9
+    twin = to_numpy(MaskedDropout(0.25)(ops.convert_to_tensor(x), training=True, keep=keep))
+    assert np.array_equal(twin, stock)
+    unscaled = mutants.UnscaledMaskedDropout(0.25)(x, training=True, keep=keep)
+    assert not np.allclose(to_numpy(unscaled), stock)  # the broken one is not
 
 
 def test_cli_lists_every_mutant():

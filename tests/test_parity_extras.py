@@ -1,18 +1,23 @@
 """Keras parity for the overfitting toolbox: BatchNormalization and L1/L2 weight penalties.
 
-The oracle is Keras 3 on TensorFlow (reference/_keras.py pins it), with minicnn's weights
-copied in; tolerances are reference/tolerances.py's (max |minicnn - keras| / max |keras|).
-The Keras twins are built with reference.twin.to_keras and a layer_factory for the new pieces.
+The oracle is Keras 3 on TensorFlow (these tests drive it through tf.GradientTape, so they
+skip under another KERAS_BACKEND), with minicnn's weights copied in; tolerances are
+reference/tolerances.py's (max |minicnn - keras| / max |keras|). The Keras twins are built
+with reference.twin.to_keras and a layer_factory for the new pieces.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.keras
 
-pytest.importorskip("tensorflow")
+tf = pytest.importorskip("tensorflow")
+if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    pytest.skip("tf.GradientTape tests: TensorFlow backend only", allow_module_level=True)
 
 import minicnn  # noqa: E402
 from minicnn import optimizers, regularizers  # noqa: E402
@@ -26,7 +31,7 @@ from minicnn.layers import (  # noqa: E402
 )
 from minicnn.model import Sequential  # noqa: E402
 from reference import suite  # noqa: E402
-from reference._keras import keras, tf  # noqa: E402
+from reference._keras import keras  # noqa: E402
 from reference.tolerances import FORWARD, GRADIENT  # noqa: E402
 from reference.twin import to_keras  # noqa: E402
 from tests.helpers import assert_close  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reference import tolerances
+from reference._keras import to_numpy
 from reference.case import Case
 from reference.report import Row, compare
 from reference.twin import run_layers
@@ -20,7 +21,7 @@ def forward_rows(case: Case, kmodel, section: str = "forward") -> list[Row]:
     rows, h = [], case.x
     for layer, kout in zip(case.model.layers, kouts, strict=True):
         h = layer.forward(h, training=False)
-        rows.append(compare(section, f"{layer.name} output", h, kout.numpy(), tol))
+        rows.append(compare(section, f"{layer.name} output", h, to_numpy(kout), tol))
     out = case.model.forward(case.x, training=False)
-    rows.append(compare(section, "model output (model.forward)", out, kouts[-1].numpy(), tol))
+    rows.append(compare(section, "model output (model.forward)", out, to_numpy(kouts[-1]), tol))
     return rows

@@ -1,7 +1,7 @@
 """Gradients: the loss, every parameter's gradient and every layer's input gradient.
 
-Keras's side is ``tf.GradientTape`` over the twin's layers called one by one (so the tape can
-return the gradient of each intermediate tensor); minicnn's side is its own backward. In
+Keras's side is the backend's own differentiation (a gradient tape, jax.grad or
+torch.autograd) of the twin's layers called one by one; minicnn's side is its own backward. In
 training mode both use the same injected dropout masks.
 """
 
@@ -10,31 +10,41 @@ from __future__ import annotations
 import numpy as np
 
 from reference import tolerances
-from reference._keras import keras, tf
+from reference._keras import keras, ops, to_numpy
+from reference.autodiff import value_and_grad
 from reference.case import Case, all_input_grads, injected_masks
 from reference.report import Row, compare
-from reference.twin import run_layers
+from reference.twin import run_layers, stateless_run
 
 
 def keras_gradients(kmodel, x, y, training: bool, keeps) -> tuple[float, list, dict]:
     """(loss, [dL/d input of layer i], {'layer.kernel': dL/dkernel, ...}) from the Keras twin.
 
+    One pure function of (x, zero probes on the hidden outputs, the weights) differentiated
+    by the backend (reference/autodiff.py): the gradient at a probe is the gradient at the
+    next layer's input.
+
     Shapes: x (N, *input_shape), y (N, K) one-hot.
     """
     loss_fn = keras.losses.CategoricalCrossentropy()
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        outs = run_layers(kmodel, x, training=training, keeps=keeps if training else None)
-        loss = loss_fn(tf.convert_to_tensor(y), outs[-1])
-    inputs = [x, *outs[:-1]]
-    variables = [
-        (f"{kl.name}.{_var_key(v)}", v) for kl in kmodel.layers for v in kl.trainable_weights
+    keeps = keeps if training else None
+    outs = run_layers(kmodel, x, training=training, keeps=keeps)
+    probes = [np.zeros(tuple(o.shape), dtype=np.float32) for o in outs[:-1]]
+    names = [
+        f"{layer.name}.{_var_key(v)}" for layer in kmodel.layers for v in layer.trainable_weights
     ]
-    grads = tape.gradient(loss, inputs + [v for _, v in variables])
-    dxs = [g.numpy() for g in grads[: len(inputs)]]
-    dparams = {name: g.numpy() for (name, _), g in zip(variables, grads[len(inputs) :])}
-    return float(loss.numpy()), dxs, dparams
+    weights = [to_numpy(v) for layer in kmodel.layers for v in layer.trainable_weights]
+    counts = [len(layer.trainable_weights) for layer in kmodel.layers]
+    n_in = 1 + len(probes)
+
+    def loss_of(args):
+        it = iter(args[n_in:])
+        per_layer = [[next(it) for _ in range(c)] for c in counts]
+        out = stateless_run(kmodel, per_layer, args[0], training, keeps, args[1:n_in])
+        return loss_fn(ops.convert_to_tensor(y), out)
+
+    loss, grads = value_and_grad(loss_of, [x, *probes, *weights])
+    return loss, grads[:n_in], dict(zip(names, grads[n_in:], strict=True))
 
 
 def _var_key(v) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from minicnn import optimizers as mopt
 from reference import tolerances
-from reference._keras import keras, tf
+from reference._keras import keras, ops, to_numpy
 from reference.report import Row, compare_many
 
 
@@ -60,7 +60,7 @@ def _keras_slots(opt, name: str) -> list:
     """Keras's slot variables of one kind, in parameter order, from ``optimizer.variables``
     (which also holds 'iteration' and 'learning_rate'): paths end in _momentum / _velocity."""
     suffix = {"m": "_momentum", "v": "_velocity"}[name]
-    slots = [v.numpy() for v in opt.variables if v.path.endswith(suffix)]
+    slots = [to_numpy(v) for v in opt.variables if v.path.endswith(suffix)]
     if not slots:
         raise AttributeError(f"Keras optimizer {type(opt).__name__} has no {suffix[1:]!r} slots.")
     return slots
@@ -77,12 +77,13 @@ def run_minicnn(case: OptimizerCase, w0: list, grads: list) -> tuple[list, dict]
 
 
 def run_keras(case: OptimizerCase, w0: list, grads: list) -> tuple[list, dict]:
-    """The same with Keras's optimizer on tf.Variables."""
+    """The same with Keras's optimizer on keras.Variables (on PyTorch, Keras swaps in its
+    torch._foreach implementation: keras/src/backend/torch/optimizers/)."""
     opt = case.make_keras()
-    variables = [tf.Variable(w) for w in w0]
+    variables = [keras.Variable(w) for w in w0]
     for g in grads:
-        opt.apply_gradients(zip([tf.constant(gi) for gi in g], variables))
-    return [v.numpy() for v in variables], {s: _keras_slots(opt, s) for s in case.slots}
+        opt.apply_gradients(zip([ops.convert_to_tensor(gi) for gi in g], variables))
+    return [to_numpy(v) for v in variables], {s: _keras_slots(opt, s) for s in case.slots}
 
 
 def optimizer_rows(

@@ -19,15 +19,10 @@ import minicnn
 from minicnn import models
 from minicnn.utils import to_categorical
 from reference import tolerances
-from reference._keras import keras
+from reference._keras import keras, minicnn_loss
 from reference.report import Row
+from reference.tables import METRICS, statistics_lines  # noqa: F401 - re-exported
 from reference.twin import to_keras
-
-METRICS = (
-    ("test accuracy", "test_accuracy"),
-    ("test loss", "test_loss"),
-    ("final training loss", "train_loss"),
-)
 
 
 def protocol_data(ds, n_train: int = 20_000):
@@ -53,7 +48,7 @@ def train_minicnn(name: str, seed: int, data, epochs: int, batch_size: int) -> d
     x, y = data[0], data[1]
     minicnn.set_random_seed(seed)
     model = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
-    return _fit_and_score(model, data, epochs, batch_size, seed, {"seed": seed})
+    return _fit_and_score(model, data, epochs, batch_size, seed, {"seed": seed}, minicnn_loss())
 
 
 def train_keras(name: str, seed: int, data, epochs: int, batch_size: int) -> dict:
@@ -62,14 +57,15 @@ def train_keras(name: str, seed: int, data, epochs: int, batch_size: int) -> dic
     keras.utils.set_random_seed(seed)
     spec = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
     kmodel = to_keras(spec, dropout="keras", copy_weights=False)
-    return _fit_and_score(kmodel, data, epochs, batch_size, seed, {})
+    return _fit_and_score(kmodel, data, epochs, batch_size, seed, {}, "categorical_crossentropy")
 
 
-def _fit_and_score(model, data, epochs: int, batch_size: int, seed: int, fit_kwargs) -> dict:
+def _fit_and_score(model, data, epochs: int, batch_size: int, seed: int, fit_kwargs, loss) -> dict:
     """Compile, fit and evaluate a minicnn or Keras model (the same API) the protocol's way;
-    fit_kwargs: what only one library's fit takes (minicnn's shuffle seed)."""
+    fit_kwargs: what only one library's fit takes (minicnn's shuffle seed); loss: minicnn's
+    in the form of this Keras backend, or Keras's name."""
     x, y, xt, yt = data
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.compile(loss=loss, optimizer="adam", metrics=["accuracy"])
     t0 = time.perf_counter()
     hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, **fit_kwargs)
     seconds = time.perf_counter() - t0
@@ -175,27 +171,3 @@ def statistics_rows(
         "summary": summary,
     }
     return rows, extras
-
-
-def statistics_lines(extras: dict) -> list[str]:
-    """Side-by-side table: mean +- sd of each metric for minicnn and Keras, and Welch's p."""
-    lines = [
-        f"Statistical parity: {extras['model']} model, {len(extras['seeds'])} seeds "
-        f"{extras['seeds']}, {extras['epochs']} epochs, batch {extras['batch_size']}, "
-        f"first {extras['n_train']:,} training images; data: {extras['dataset']}",
-        f"{'metric':<22}  {'minicnn mean +- sd':>20}  {'keras mean +- sd':>20}  "
-        f"{'diff':>8}  {'Welch p':>7}",
-    ]
-    for label, key in METRICS:
-        s = extras["summary"][key]
-        lines.append(
-            f"{label:<22}  {s['minicnn_mean']:>11.4f} +- {s['minicnn_sd']:.4f}  "
-            f"{s['keras_mean']:>11.4f} +- {s['keras_sd']:.4f}  "
-            f"{s['minicnn_mean'] - s['keras_mean']:>+8.4f}  {s['p']:>7.2f}"
-        )
-    secs = {lib: np.mean([r["fit_seconds"] for r in extras["runs"][lib]]) for lib in extras["runs"]}
-    lines.append(
-        f"mean fit time per run: minicnn {secs['minicnn']:.1f} s, "
-        f"keras {secs['keras']:.1f} s (on this machine, for scale only)"
-    )
-    return lines

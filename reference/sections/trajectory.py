@@ -19,39 +19,37 @@ import numpy as np
 from minicnn import optimizers as mopt
 from minicnn.model import Sequential
 from reference import tolerances
-from reference._keras import keras, tf
+from reference._keras import keras, minicnn_loss, to_numpy
+from reference.autodiff import train_step
 from reference.case import injected_masks, make_keeps
-from reference.report import Row, compare_many
-from reference.twin import MaskedDropout, to_keras
+from reference.report import Row, compare_many, not_recording, record
+from reference.tables import divergence_lines  # noqa: F401 - re-exported
+from reference.twin import to_keras
 
 
 def nudge_one_ulp(weights: list, rng: np.random.Generator) -> list:
-    """Each weight moved one float32 ulp up or down at random (the smallest possible change)."""
+    """Each non-zero weight moved one float32 ulp up or down at random (the smallest possible
+    change); zeros stay zero.
+
+    Why not zeros: one ulp from 0 is a subnormal (1.4e-45). TensorFlow and XLA flush
+    subnormals to zero, so it changes nothing there; PyTorch keeps them, and a zero bias
+    nudged to +1.4e-45 turns on the relu of every blank-background pixel (z = 0 + b > 0): a
+    different network, not another rounding (measured: conv bias steps of opposite sign, max
+    rel 2.0, after one step).
+    """
     # the direction must be in w's dtype: a float64 target would step one float64 ulp
     return [
-        np.nextafter(w, np.where(rng.random(w.shape) < 0.5, -np.inf, np.inf).astype(w.dtype))
+        np.where(
+            w == 0,
+            w,
+            np.nextafter(w, np.where(rng.random(w.shape) < 0.5, -np.inf, np.inf).astype(w.dtype)),
+        )
         for w in weights
     ]
 
 
 def _keras_step_fn(kmodel, optimizer):
-    loss_fn = keras.losses.CategoricalCrossentropy()
-
-    @tf.function
-    def step(x, y, keeps):
-        with tf.GradientTape() as tape:
-            h = x
-            for layer, keep in zip(kmodel.layers, keeps):
-                if isinstance(layer, MaskedDropout):
-                    h = layer(h, training=True, keep=keep)
-                else:
-                    h = layer(h, training=True)
-            loss = loss_fn(y, h)
-        variables = kmodel.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    return step
+    return train_step(kmodel, optimizer, keras.losses.CategoricalCrossentropy())
 
 
 def batches(n: int, batch_size: int, steps: int, rng: np.random.Generator):
@@ -99,12 +97,10 @@ def trajectory(
     step_fn = _keras_step_fn(kmodel, make_keras_opt())
     kfloor = make_twin(model)  # the noise floor: Keras against itself, other roundings
     kfloor.set_weights(
-        nudge_one_ulp(
-            [np.asarray(w) for w in kfloor.get_weights()], np.random.default_rng(seed + 1)
-        )
+        nudge_one_ulp([to_numpy(w) for w in kfloor.get_weights()], np.random.default_rng(seed + 1))
     )
     floor_fn = _keras_step_fn(kfloor, make_keras_opt())
-    model.compile(loss="categorical_crossentropy", optimizer=make_minicnn_opt())
+    model.compile(loss=minicnn_loss(), optimizer=make_minicnn_opt())
     rng = np.random.default_rng(seed)
     checkpoints = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
     losses = {"minicnn": [], "keras": [], "floor": []}
@@ -117,20 +113,21 @@ def trajectory(
             keeps = make_keeps(model, len(idx), rng)
             with injected_masks(model, keeps):
                 loss_m = float(model.train_on_batch(xb, yb))
-            kk = [None if k is None else tf.constant(k) for k in keeps]
-            loss_k = float(step_fn(tf.constant(xb), tf.constant(yb), kk))
-            rev = [None if k is None else k[::-1] for k in kk]  # the same batch, reversed
-            loss_f = float(floor_fn(tf.constant(xb[::-1]), tf.constant(yb[::-1]), rev))
+            loss_k = step_fn(xb, yb, keeps)
+            rev = [None if k is None else k[::-1] for k in keeps]  # the same batch, reversed
+            loss_f = floor_fn(xb[::-1], yb[::-1], rev)
             for key, v in (("minicnn", loss_m), ("keras", loss_k), ("floor", loss_f)):
                 losses[key].append(v)
             floor_loss = max(floor_loss, abs(loss_f - loss_k) / abs(loss_k))
             if i in checkpoints:
-                wm, wk = model.get_weights(), [np.asarray(w) for w in kmodel.get_weights()]
-                wf = [np.asarray(w) for w in kfloor.get_weights()]
-                floor_w = compare_many(section, "floor", wf, wk, 0.0).max_rel
+                wm, wk = model.get_weights(), [to_numpy(w) for w in kmodel.get_weights()]
+                wf = [to_numpy(w) for w in kfloor.get_weights()]
+                with not_recording():  # Keras against itself: not a row of the report
+                    floor_w = compare_many(section, "floor", wf, wk, 0.0).max_rel
                 tol_l = max(tolerances.TRAJECTORY_LOSS, factor * floor_loss)
                 tol_w = max(tolerances.TRAJECTORY_WEIGHTS, factor * floor_w)
                 rel = abs(loss_m - loss_k) / abs(loss_k)
+                record(section, f"loss at step {i}", np.float32(loss_k))
                 rows.append(
                     Row(
                         section,
@@ -179,13 +176,13 @@ def trajectory(
         0,
         Row(
             section,
-            f"loss, worst of steps 1-{steps}: step {k + 1}",
+            f"loss, worst of steps 1-{steps}",
             f"({steps},)",
             float(abs(lm[k] - lk[k])),
             float(rel[k]),
             float(tol[k]),
             bool(np.all(rel <= tol)),
-            f"largest rel over all steps: {rel.max():.1e}",
+            f"step {k + 1}; largest rel over all steps: {rel.max():.1e}",
         ),
     )
     extras = {
@@ -204,28 +201,3 @@ def _rms_rel(ours: list, theirs: list) -> float:
     num = sum(float(np.sum((a.astype(np.float64) - b) ** 2)) for a, b in zip(ours, theirs))
     den = sum(float(np.sum(np.asarray(b, dtype=np.float64) ** 2)) for b in theirs)
     return float(np.sqrt(num / den)) if den > 0 else 0.0
-
-
-def divergence_lines(extras: dict) -> list[str]:
-    """A small text table: how far apart the trainings are, step by step.
-
-    'w max rel' is the table's max rel of the weights; 'w rms rel' = ||dw|| / ||w||; the
-    'floor' columns are Keras against itself (1-ulp-nudged start, batch samples reversed),
-    the loss column as a running maximum.
-    """
-    lines = [
-        f"Trajectory: {extras['steps']} steps, batch {extras['batch_size']}, same start, "
-        f"batches and dropout masks. floor = Keras vs itself (weights 1 ulp apart, batch "
-        f"samples reversed)",
-        f"{'step':>5}  {'loss minicnn':>12}  {'loss keras':>12}  {'loss rel':>8}  "
-        f"{'w max rel':>9}  {'w rms rel':>9}  {'floor loss':>10}  {'floor max':>9}  "
-        f"{'floor rms':>9}",
-    ]
-    for d in extras["divergence"]:
-        lines.append(
-            f"{d['step']:>5}  {d['loss_minicnn']:>12.7f}  {d['loss_keras']:>12.7f}  "
-            f"{d['loss_max_rel']:>8.1e}  {d['weights_max_rel']:>9.2e}  "
-            f"{d['weights_rms_rel']:>9.2e}  {d['floor_loss_rel']:>10.1e}  "
-            f"{d['floor_weights_max_rel']:>9.2e}  {d['floor_weights_rms_rel']:>9.2e}"
-        )
-    return lines
