@@ -8,13 +8,15 @@ layer is its own unit. A backend whose table has a fused conv + pool kernel
 
 as one ``ConvReluPool`` unit: one pass over memory each way, the same numbers the layers
 compute (tested against them, NaN included), the same parameter gradients written into the
-same ``conv.grads``, and the same dropout counters advanced. The model's last layer is never
-absorbed (the model reads its logits for the fused softmax + crossentropy).
+same ``conv.grads``, and the same dropout counters advanced. The model's last layer is
+absorbed only by ConvReluPoolDense, which then answers for it (its logits, backward from them).
 
 This is the one place that knows both layers and kernels: the layers hold weights and state,
 the kernels (kernels/numba_conv_pool.py) take arrays only. When a unit fuses, Conv2D.forward
 and MaxPooling2D.forward do not run during training or predict: ``minicnn explain --trace``
-shows which kernel ran for each unit and pass.
+shows which kernel ran for each unit and pass. For the seed model's layers the unit also takes
+in the model's last layer, the Dense after the Flatten (ConvReluPoolDense): then one unit is
+the whole network, and the Dense's forward and backward do not run either.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from minicnn.activations import ReLU
 from minicnn.kernels.dispatch import ops
 from minicnn.kernels.dropout_mask import keep_threshold, mask_key
 from minicnn.kernels.geometry import conv_geometry
-from minicnn.layers import Conv2D, Dropout, Flatten, MaxPooling2D
+from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 _MAX_WINDOW = 127  # the winner's index is stored in an int8
 
 
 def plan(layers, backend: str) -> list:
-    """Units covering ``layers`` in order; the last layer is always a unit of its own."""
+    """Units covering ``layers`` in order; the last layer ends the last unit (ConvReluPoolDense
+    includes it, every other unit stops before it)."""
     if ops(backend).conv_pool_forward is None:
         return list(layers)
     units, i, last = [], 0, len(layers) - 1
@@ -47,6 +50,10 @@ def plan(layers, backend: str) -> list:
             while j < last and type(layers[j]) in (Dropout, Flatten):
                 tail.append(layers[j])
                 j += 1
+            if j == last and _dense_fits(layers[i], pool, tail, layers[j], backend):
+                units.append(ConvReluPoolDense(layers[i], pool, tail, layers[j], backend))
+                i = j + 1
+                continue
             units.append(ConvReluPool(layers[i], pool, tail, backend))
             i = j
         else:
@@ -61,6 +68,24 @@ def _relu_conv(layer) -> bool:
         and type(layer.activation) is ReLU
         and layer.built
         and layer.dtype in ("float32", "float64")
+    )
+
+
+def _dense_fits(conv, pool, tail, dense, backend) -> bool:
+    """Can the unit take in the model's last layer too? The backend has the kernels for the
+    seed's layers: a first-layer 3x3 stride-1 conv on one channel, a 2x2 stride-2 pool, a
+    Flatten, then a Dense on the flat output."""
+    return (
+        ops(backend).conv_pool_dense_forward is not None
+        and type(dense) is Dense
+        and dense.built
+        and dense.dtype == conv.dtype
+        and pool is not None
+        and (pool.pool_size, pool.strides) == ((2, 2), (2, 2))
+        and (conv.kernel_size, conv.strides) == ((3, 3), (1, 1))
+        and conv.built_input_shape[-1] == 1
+        and not conv.needs_input_grad
+        and any(type(layer) is Flatten for layer in tail)
     )
 
 
@@ -96,7 +121,7 @@ class ConvReluPool:
         self._layerwise = False
 
     def __repr__(self):
-        return f"<ConvReluPool {' -> '.join(layer.name for layer in self.layers)}>"
+        return f"<{type(self).__name__} {' -> '.join(layer.name for layer in self.layers)}>"
 
     def _buffer(self, name, shape, dtype):
         """A reusable array of this shape: a view of the first rows of a kept buffer."""
@@ -173,3 +198,86 @@ class ConvReluPool:
         if conv.use_bias:
             conv.grads["bias"] = db
         return dx
+
+
+class ConvReluPoolDense(ConvReluPool):
+    """ConvReluPool whose tail ends in a Flatten, followed by the model's last layer, a Dense:
+    the seed model's whole network as one unit (minicnn.kernels.numba_conv_pool's *_dense
+    kernels). It stands in for the last layer too: ``preactivation`` is the Dense's (its cache
+    holds the logits), and ``backward_linear(dz)`` takes dL/dlogits, as Dense's does.
+
+    Shapes: x (N, H, W, 1) -> the Dense's output (N, K).
+    Writes conv.grads and dense.grads; the Dense's weight gradient is one BLAS product
+    (flat output).T @ dz; the gradient at the flat output is never stored for the batch.
+    """
+
+    def __init__(self, conv, pool, tail, dense, backend="numba"):
+        super().__init__(conv, pool, tail, backend)
+        self.dense = dense
+        self.layers = [*self.layers, dense]
+
+    def forward(self, x, training=False):
+        """x (N, H, W, 1) -> activation(logits) (N, K)."""
+        dense = self.dense
+        dropouts = [d for d in self.tail if type(d) is Dropout and training and d.rate > 0]
+        self._layerwise = any(d.mask_source is not None for d in dropouts)
+        if self._layerwise:
+            for layer in self.layers:
+                x = layer.forward(x, training=training)
+            return x
+        conv = self.conv
+        w = conv.params["kernel"]
+        x = np.ascontiguousarray(x, dtype=w.dtype)
+        b = conv.params["bias"] if conv.use_bias else np.zeros(w.shape[3], w.dtype)
+        g = conv_geometry(x.shape[1:3], conv.kernel_size, conv.strides, conv.pads,
+                          *self._pooling())
+        N, K = x.shape[0], dense.units
+        out = self._buffer("out", (N, g.Hq, g.Wq, w.shape[3]), w.dtype)
+        code = self._buffer("code", out.shape, np.int8)
+        z = np.empty((N, K), w.dtype)  # the logits: kept by the Dense's cache, so not reused
+        keys = np.array([mask_key(d.seed, d.counter) for d in dropouts], dtype=np.uint64)
+        thresholds = np.array([keep_threshold(d.rate) for d in dropouts], dtype=np.uint64)
+        scales = np.array([1.0 / (1.0 - d.rate) for d in dropouts], dtype=w.dtype)
+        for d in dropouts:
+            d.counter += 1
+        wt = np.ascontiguousarray(dense.params["kernel"].T)  # (K, M)
+        bd = dense.params["bias"] if dense.use_bias else np.zeros(K, w.dtype)
+        ops(self.backend).conv_pool_dense_forward(x, w, b, g, keys, thresholds, scales, wt, bd,
+                                                  out, code, z)
+        self._x, self._code, self._scales, self._g, self._wt = x, code, scales, g, wt
+        h = self._through_tail(out)  # (N, M), and the caches the layers would leave
+        probs = dense.activation.forward(z)
+        dense.cache = (h, z, probs)  # what Dense.forward leaves: preactivation is z
+        return probs
+
+    @property
+    def preactivation(self):
+        return self.dense.preactivation
+
+    def backward(self, dout):
+        """dout = dL/d(the Dense's output) (N, K) -> None (the unit starts the model)."""
+        h, z, probs = self.dense.cache
+        return self.backward_linear(self.dense.activation.backward(dout, z, probs))
+
+    def backward_linear(self, dz):
+        """dz = dL/dlogits (N, K) -> None; fills dense.grads and conv.grads."""
+        dense, conv = self.dense, self.conv
+        if self._layerwise:
+            dout = dense.backward_linear(dz)
+            for layer in reversed(self.layers[:-1]):
+                dout = layer.backward(dout)
+            return dout
+        h = dense.cache[0]
+        dz = np.ascontiguousarray(dz, dtype=h.dtype)
+        dense.grads["kernel"] = h.T @ dz  # (M, K)
+        if dense.use_bias:
+            dense.grads["bias"] = dz.sum(axis=0)
+        w = conv.params["kernel"]
+        dw = np.empty_like(w)
+        db = np.empty(w.shape[3], w.dtype)
+        ops(self.backend).conv_pool_dense_backward(dz, self._wt, self._code, self._x,
+                                                   self._scales, self._g, dw, db)
+        conv.grads["kernel"] = dw
+        if conv.use_bias:
+            conv.grads["bias"] = db
+        return None

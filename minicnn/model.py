@@ -300,7 +300,8 @@ class Sequential:
         """Backprop dout from the loss through every unit, filling each layer's grads."""
         units = self._units()
         if self._fused_loss():  # dout is already dL/dlogits: skip the softmax Jacobian
-            dout = self._layers[-1].backward_linear(dout)
+            # the last unit is the last layer, or a fused unit that answers for it
+            dout = units[-1].backward_linear(dout)
             units = units[:-1]
         for unit in reversed(units):
             dout = unit.backward(dout)

@@ -204,9 +204,10 @@ def _kinds(units):
 
 
 def test_fuse_groups_the_seed_and_deep_models():
-    assert _kinds(fuse(models.seed_model().layers)) == [
-        "Fused(Conv2D,MaxPooling2D,Dropout,Flatten,Dropout)",
-        "Dense",
+    seed = models.seed_model()  # built, so its first layer needs no input gradient
+    seed._set_input_grad_flags()
+    assert _kinds(fuse(seed.layers)) == [
+        "Fused(Conv2D,MaxPooling2D,Dropout,Flatten,Dropout,Dense)",  # the whole network
     ]
     assert _kinds(fuse(models.deep_model().layers)) == [
         "Fused(Conv2D)",
@@ -249,3 +250,43 @@ def test_fuse_leaves_what_it_cannot_prove_equal():
         "Flatten",
     ]
     assert kinds(Conv2D(2, 3, activation="relu")) == ["Conv2D"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 2, 7, 16])
+def test_the_seed_network_as_one_unit_matches_its_layers(dtype, n):
+    """ConvReluPoolDense (conv, pool, dropouts, flatten and the last Dense in two kernels)
+    against the same layers run one by one on the NumPy backend: output, logits, every
+    gradient and the dropout counters, dropout on."""
+    def stack():
+        spec = [(Conv2D, dict(filters=6, kernel_size=3, activation="relu")),
+                (MaxPooling2D, dict(pool_size=2)), (Dropout, dict(rate=0.3, seed=5)),
+                (Flatten, {}), (Dropout, dict(rate=0.5, seed=9)),
+                (Dense, dict(units=4, activation="softmax"))]
+        layers = _stack(spec, (9, 11, 1), dtype)
+        layers[0].needs_input_grad = False
+        return layers
+
+    ref, layers = stack(), stack()
+    (unit,) = fuse(layers)
+    assert type(unit).__name__ == "ConvReluPoolDense"
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 9, 11, 1)).astype(dtype)
+    dz = rng.standard_normal((n, 4)).astype(dtype)
+    probs = unit.forward(x, training=True)
+    with minicnn.config.using_backend("numpy"):
+        expected = x
+        for layer in ref:
+            expected = layer.forward(expected, training=True)
+        ref[-1].backward_linear(dz)
+        g = ref[-1].backward_linear(dz)
+        for layer in reversed(ref[:-1]):
+            g = layer.backward(g)
+    tol = TOL[dtype]
+    assert_close("probabilities", probs, expected, tol)
+    assert_close("logits", layers[-1].preactivation, ref[-1].preactivation, tol)
+    assert unit.backward_linear(dz) is None
+    for i in (0, 5):
+        for k in ("kernel", "bias"):
+            assert_close(f"{ref[i].name} d{k}", layers[i].grads[k], ref[i].grads[k], tol)
+    assert [d.counter for d in layers if isinstance(d, Dropout)] == [1, 1]

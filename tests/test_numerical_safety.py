@@ -176,16 +176,20 @@ def test_fused_unit_propagates_nan_as_the_layers_do(where, training):
     old = minicnn.config.backend_setting()
     minicnn.set_backend("numba")
     try:
-        unit = model._units()[0]
-        assert type(unit).__name__ == "ConvReluPool" and len(unit.layers) == 5
+        model._set_input_grad_flags()
+        unit = model._units()[0]  # the whole seed network: conv .. dropout_1 -> dense
+        assert type(unit).__name__ == "ConvReluPoolDense" and len(unit.layers) == 6
         for layer in unit.layers:
             if isinstance(layer, Dropout):
                 layer.counter = 0
-        fused = unit.forward(x, training=training).copy()
+        with np.errstate(invalid="ignore"):
+            probs = unit.forward(x, training=training).copy()
+        fused = unit.dense.cache[0].copy()  # the flattened, dropped-out conv output
+        logits = unit.dense.preactivation.copy()
     finally:
         minicnn.set_backend(old)
     for backend in ("numba", "numpy"):
-        layerwise = _run_layers(unit.layers, x, training, backend)
+        layerwise = _run_layers(unit.layers[:-1], x, training, backend)
         np.testing.assert_array_equal(np.isnan(fused), np.isnan(layerwise), err_msg=backend)
         np.testing.assert_array_equal(np.isinf(fused), np.isinf(layerwise), err_msg=backend)
         ok = np.isfinite(fused)
@@ -193,6 +197,10 @@ def test_fused_unit_propagates_nan_as_the_layers_do(where, training):
                                       layerwise[~ok & ~np.isnan(fused)])  # inf signs
         np.testing.assert_allclose(fused[ok], layerwise[ok], rtol=1e-5, atol=1e-6,
                                    err_msg=backend)
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = _run_layers(unit.layers, x, training, backend)
+        np.testing.assert_array_equal(np.isnan(probs), np.isnan(expected), err_msg=backend)
+        np.testing.assert_array_equal(np.isnan(logits), np.isnan(unit.dense.preactivation))
     assert not np.isfinite(fused).all()
 
 

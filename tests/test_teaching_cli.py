@@ -236,10 +236,10 @@ def test_figures_bad_arguments_exit_2_before_any_work(argv, message, tmp_path, c
 def test_explain_trace_shows_which_kernel_ran_for_each_unit(capsys):
     assert main(["explain", "--trace", "--backend", "numba"]) == 0
     out = capsys.readouterr().out
-    fused = [line for line in out.splitlines() if "(fused: ConvReluPool)" in line]
-    assert len(fused) == 2  # forward and backward of conv2d -> ... -> dropout_1
-    assert "numba_ops.conv_pool_forward" in fused[0] and "forward" in fused[0]
-    assert "numba_ops.conv_pool_backward" in fused[1] and "backward" in fused[1]
+    fused = [line for line in out.splitlines() if "(fused: ConvReluPoolDense)" in line]
+    assert len(fused) == 2  # forward and backward of conv2d -> ... -> dense: the whole network
+    assert "numba_ops.conv_pool_dense_forward" in fused[0] and "forward" in fused[0]
+    assert "numba_ops.conv_pool_dense_backward" in fused[1] and "backward" in fused[1]
     assert re.search(r"optimizer \(Adam\)\s+step\s+numba_optimizers.adam_update_is_finite, "
                      r"numba_optimizers.adam_update", out)
     assert "do not run their own forward or backward" in out

@@ -45,6 +45,9 @@ class Backend:
     # the fused Conv2D(relu) -> MaxPooling2D -> dropouts unit (minicnn.fusion); None: no fusion
     conv_pool_forward: Callable | None
     conv_pool_backward: Callable | None
+    # ... with the model's last Dense after its Flatten (the seed model's whole network)
+    conv_pool_dense_forward: Callable | None
+    conv_pool_dense_backward: Callable | None
     # the context the model's methods run in (thread pools)
     compute_scope: Callable[[], contextlib.AbstractContextManager]
 
@@ -70,6 +73,8 @@ def _naive() -> Backend:
         sgd_momentum_update_is_finite=None,
         conv_pool_forward=None,
         conv_pool_backward=None,
+        conv_pool_dense_forward=None,
+        conv_pool_dense_backward=None,
         compute_scope=contextlib.nullcontext,
     )
 
@@ -95,6 +100,8 @@ def _numpy() -> Backend:
         sgd_momentum_update_is_finite=None,
         conv_pool_forward=None,
         conv_pool_backward=None,
+        conv_pool_dense_forward=None,
+        conv_pool_dense_backward=None,
         compute_scope=contextlib.nullcontext,
     )
 
@@ -120,6 +127,8 @@ def _numba() -> Backend:
         sgd_momentum_update_is_finite=numba_optimizers.sgd_momentum_update_is_finite,
         conv_pool_forward=numba_ops.conv_pool_forward,
         conv_pool_backward=numba_ops.conv_pool_backward,
+        conv_pool_dense_forward=numba_ops.conv_pool_dense_forward,
+        conv_pool_dense_backward=numba_ops.conv_pool_dense_backward,
         compute_scope=numba_config.compute_scope,
     )
 

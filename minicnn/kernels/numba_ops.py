@@ -30,6 +30,8 @@ __all__ = [
     "conv2d_backward_weights",
     "conv2d_forward",
     "conv_pool_backward",
+    "conv_pool_dense_backward",
+    "conv_pool_dense_forward",
     "conv_pool_forward",
     "dense_backward",
     "dense_forward",
@@ -157,6 +159,31 @@ def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
         numba_conv_pool._sum_parts_filter_first(parts_w, dw)
     else:
         numba_conv._sum_parts(parts_w, dw.ravel())
+    numba_conv._sum_parts(parts_b.reshape(T * g.Wq, F), db)
+
+
+def conv_pool_dense_forward(x, w, b, g, keys, thresholds, scales, wt, bd, out, code, z):
+    """conv_pool_forward for the seed's layers (one input channel, 3x3 conv, 2x2 pool), then the
+    model's last Dense on the flattened output: z = out.reshape(N, -1) @ wt.T + bd.
+
+    Shapes: as conv_pool_forward; wt (K, Hq*Wq*F) the Dense kernel transposed, bd (K,) -> also
+    z (N, K), the logits.
+    """
+    run_chunks(numba_conv_pool.conv_pool_dense_forward_c1, x.shape[0], x, w, b, g, keys,
+               thresholds, scales, wt, bd, out, code, z)
+
+
+def conv_pool_dense_backward(dz, wt, code, x, scales, g, dw, db):
+    """conv_pool_backward (no dx) from the Dense's logit gradient dz (N, K), with wt (K, M) the
+    Dense kernel transposed: the gradient at the unit's output is made per sample in the
+    kernel. -> dw (3, 3, C, F), db (F,)."""
+    N, F = dz.shape[0], code.shape[3]
+    T = chunks_for(N)
+    parts_w = np.zeros((T, dw.size), dw.dtype)
+    parts_b = np.zeros((T, g.Wq * F), dw.dtype)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_3x3, N, dz, wt, code, x, scales, g,
+               parts_w, parts_b, chunks=T)
+    numba_conv._sum_parts(parts_w, dw.ravel())
     numba_conv._sum_parts(parts_b.reshape(T * g.Wq, F), db)
 
 
