@@ -23,11 +23,11 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
     """({label: seconds per step}, seconds per whole step) over `steps` steps after 10 warm-up
     steps on random (batch, 28, 28, 1) float32 images and one-hot labels."""
     import minicnn
-    from minicnn import fusion, models
+    from minicnn import architectures, fusion
 
     minicnn.set_backend(backend)
     minicnn.set_random_seed(0)
-    model = models.build(model_name)
+    model = architectures.build(model_name)
     model.compile(loss="categorical_crossentropy", optimizer="adam")
     rng = np.random.default_rng(0)
     x = rng.random((batch, 28, 28, 1), dtype=np.float32)

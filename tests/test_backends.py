@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import fusion, models
+from minicnn import architectures, fusion
 from minicnn.kernels import numba_available, ops
 from minicnn.utils import to_categorical
 from tests.helpers import run_without_jit
@@ -44,7 +44,8 @@ def _train(backend, builder, x, y, steps, batch, optimizer="adam"):
         minicnn.set_backend(old)
 
 
-@pytest.mark.parametrize("builder,hw", [(models.seed_model, 16), (models.deep_model, 14)])
+@pytest.mark.parametrize("builder,hw",
+                         [(architectures.seed_model, 16), (architectures.deep_model, 14)])
 def test_numba_training_follows_numpy(builder, hw):
     rng = np.random.default_rng(0)
     steps, batch = 10, 32

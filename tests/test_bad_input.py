@@ -239,7 +239,7 @@ def test_a_rejected_add_leaves_the_model_usable():
 
 # --- constructors and free functions: (id, call, type, words) ------------------------------
 CONSTRUCTOR_CASES = [
-    ("Conv2D filters=0", lambda: Conv2D(0, 3), ValueError, "Received: filters=0"),
+    ("Conv2D filters=0", lambda: Conv2D(0, 3), ValueError, "Received filters=0"),
     ("Conv2D filters=2.5", lambda: Conv2D(2.5, 3), TypeError, "filters=2.5"),
     ("Conv2D filters='8'", lambda: Conv2D("8", 3), TypeError, "filters='8'"),
     ("Conv2D filters=True", lambda: Conv2D(True, 3), TypeError, "filters=True"),

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minicnn
-from minicnn import models
+from minicnn import architectures
 from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tests.helpers import assert_close
 from tests.tolerances import KERNEL_F32, KERNEL_F64
@@ -197,11 +197,11 @@ def _kinds(units):
 
 
 def test_fuse_groups_the_seed_and_deep_models():
-    assert _kinds(fuse(models.seed_model().layers)) == [
+    assert _kinds(fuse(architectures.seed_model().layers)) == [
         "Fused(Conv2D,MaxPooling2D,Dropout,Flatten,Dropout)",
         "Dense",
     ]
-    assert _kinds(fuse(models.deep_model().layers)) == [
+    assert _kinds(fuse(architectures.deep_model().layers)) == [
         "Fused(Conv2D)",
         "Fused(Conv2D,MaxPooling2D,Dropout,Flatten)",
         "Dense",
