@@ -196,7 +196,7 @@ class VarianceScaling(RandomInitializer):
         if not is_real(scale) or not scale > 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         allowed_modes = {"fan_in", "fan_out", "fan_avg"}
-        if mode not in allowed_modes:
+        if not isinstance(mode, str) or mode not in allowed_modes:
             raise ValueError(f"Invalid `mode` argument: {mode}. "
                              f"Please use one of {allowed_modes}")
         if not isinstance(distribution, str):

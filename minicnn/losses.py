@@ -122,16 +122,22 @@ class Loss:
     name = "loss"
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
-        if reduction not in REDUCTIONS:
+        if not (reduction is None or isinstance(reduction, str)) or reduction not in REDUCTIONS:
             raise ValueError(f"Invalid value for argument `reduction`. Expected one of "
                              f"{set(REDUCTIONS)}. Received: reduction={reduction!r}")
         if name is not None and not isinstance(name, str):
             raise invalid("name", "a string or None", name, ArgumentTypeError)
-        if dtype is not None and np.dtype(dtype).name not in ("float32", "float64"):
-            raise invalid("dtype", "None, 'float32' or 'float64'", dtype)
+        if dtype is not None:
+            try:
+                dtype = np.dtype(dtype).name
+            except TypeError:
+                raise invalid("dtype", "None, 'float32' or 'float64'", dtype,
+                              ArgumentTypeError) from None
+            if dtype not in ("float32", "float64"):
+                raise invalid("dtype", "None, 'float32' or 'float64'", dtype)
         self.name = name or type(self).name
         self.reduction = reduction
-        self.dtype = None if dtype is None else np.dtype(dtype).name
+        self.dtype = dtype
 
     def call(self, y_true, y_pred):
         """The per-sample values."""
@@ -274,8 +280,9 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                                                axis=self.axis)
 
     def get_config(self):
+        # Keras's keys for this class: no label_smoothing, and no axis (it is not saved)
         config = super().get_config()
-        del config["label_smoothing"]
+        del config["label_smoothing"], config["axis"]
         return {**config, "ignore_class": None}
 
     def check_targets(self, y, n_classes: int):

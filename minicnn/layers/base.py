@@ -114,7 +114,8 @@ _OFF = {
     "bias_constraint": ((None,), "None (weight constraints are not implemented)"),
     "beta_constraint": ((None,), "None (weight constraints are not implemented)"),
     "gamma_constraint": ((None,), "None (weight constraints are not implemented)"),
-    "data_format": (("channels_last", None), "'channels_last' (minicnn is channels-last only)"),
+    "data_format": (lambda v: v is None or (isinstance(v, str) and v.lower() == "channels_last"),
+                    "'channels_last' (minicnn is channels-last only)"),
     "dilation_rate": (_is_one, "1 (dilated convolutions are not implemented)"),
     "groups": ((1,), "1 (grouped convolutions are not implemented)"),
     "lora_rank": ((None,), "None (LoRA is not implemented)"),
@@ -154,6 +155,7 @@ def check_keras_arguments(cls_name: str, kwargs: dict, accepted=()) -> dict:
         if arg == "input_dim":
             out["input_shape"] = (value,) if is_int(value) else value
         elif arg in _OFF and (arg in accepted or arg in _COMMON):
+            _keras_refusal(arg, value)
             allowed, expected = _OFF[arg]
             if not _is_off(value, allowed):
                 raise invalid(arg, expected, value)
@@ -165,6 +167,21 @@ def check_keras_arguments(cls_name: str, kwargs: dict, accepted=()) -> dict:
 
 
 _COMMON = ("trainable", "autocast", "activity_regularizer")
+
+
+def _keras_refusal(arg, value) -> None:
+    """Keras's own error, for the values Keras itself refuses (before minicnn's 'not
+    implemented' for the values Keras accepts and minicnn does not compute)."""
+    if arg == "trainable" and not isinstance(value, bool):
+        raise ValueError(f"Expected `trainable` to be a boolean. Received: trainable={value} "
+                         f"(of type {type(value)})")
+    if arg == "data_format" and value is not None and (
+            not isinstance(value, str) or value.lower() not in ("channels_first", "channels_last")):
+        raise ValueError(f"The `data_format` argument must be one of "
+                         f"{{'channels_first', 'channels_last'}}. Received: data_format={value}")
+    if arg == "groups" and (not is_int(value) or int(value) <= 0):
+        raise ValueError(f"The number of groups must be a positive integer. "
+                         f"Received: groups={value}.")
 
 
 def check_dtype(value, arg: str = "dtype") -> str | None:

@@ -9,6 +9,8 @@ model's input shape, so the model is built as soon as its layers are added.
 
 from __future__ import annotations
 
+import numpy as np
+
 from minicnn.layers.base import check_batch_shape, check_dtype, check_shape
 from minicnn.validation import check_name, invalid
 
@@ -38,8 +40,9 @@ class InputLayer:
         self.dtype = check_dtype(dtype)
         self.name = check_name(name) or "input_layer"
         for arg, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
-            if value:
-                raise invalid(arg, "False (minicnn takes dense arrays)", value)
+            if value is not None and value is not False and not (
+                    isinstance(value, (bool, np.bool_)) and not value):
+                raise invalid(arg, "False or None (minicnn takes dense arrays)", value)
         if input_tensor is not None:
             raise invalid("input_tensor", "None", input_tensor)
 
