@@ -31,6 +31,7 @@ from keras.losses import categorical_crossentropy, sparse_categorical_crossentro
 from keras.metrics import Accuracy, CategoricalAccuracy, SparseCategoricalAccuracy
 from keras.metrics import categorical_accuracy, sparse_categorical_accuracy
 from keras.callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint
+from keras.callbacks import LambdaCallback
 from keras.initializers import Constant, GlorotNormal, GlorotUniform, HeNormal, HeUniform
 from keras.initializers import Identity, LecunNormal, LecunUniform, Ones, Orthogonal
 from keras.initializers import RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling

@@ -225,3 +225,26 @@ def test_layers_with_dropout_and_input_train_as_keras_writes_them():
                   optimizer=minicnn.optimizers.Adam(), metrics=["accuracy"])
     history = model.fit(X, Y, epochs=2, batch_size=8, verbose=0)
     assert len(history.history["loss"]) == 2
+
+
+@pytest.mark.keras
+def test_lambda_callback_sees_what_keras_shows_it():
+    keras = keras_module()
+    seen = {"ours": [], "keras": []}
+
+    def recorder(who):
+        return dict(on_train_begin=lambda logs: seen[who].append("train_begin"),
+                    on_epoch_end=lambda epoch, logs: seen[who].append((epoch, sorted(logs))),
+                    on_train_batch_end=lambda batch, logs: seen[who].append(batch))
+
+    x, y = X[:8], Y[:8]
+    ours = Sequential([Flatten(input_shape=(28, 28, 1)), Dense(10, activation="softmax")])
+    theirs = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(10, activation="softmax")])
+    for model, cb in ((ours, minicnn.callbacks.LambdaCallback(**recorder("ours"))),
+                      (theirs, keras.callbacks.LambdaCallback(**recorder("keras")))):
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb])
+    assert seen["ours"] == seen["keras"]
+    with pytest.raises(TypeError, match="on_epoch_end"):
+        minicnn.callbacks.LambdaCallback(on_epoch_end=5)
