@@ -24,7 +24,7 @@ from keras.models import Sequential, clone_model, load_model, model_from_json, s
 from keras.layers import Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten
 from keras.layers import Input, InputLayer, MaxPooling2D, MaxPool2D, Convolution2D, Layer
 from keras.datasets import fashion_mnist, mnist
-from keras.utils import normalize, set_random_seed, to_categorical, Progbar
+from keras.utils import normalize, set_random_seed, to_categorical
 from keras.optimizers import SGD, Adam, Optimizer
 from keras.losses import CategoricalCrossentropy, SparseCategoricalCrossentropy, Loss
 from keras.losses import categorical_crossentropy, sparse_categorical_crossentropy
@@ -138,3 +138,23 @@ def test_clear_session_restarts_layer_names():
     first = minicnn.layers.Dense(2).name
     minicnn.backend.clear_session()
     assert first == minicnn.layers.Dense(3).name == "dense"
+
+
+@pytest.mark.keras
+def test_utils_compute_what_keras_utils_compute():
+    pytest.importorskip("tensorflow")
+    from reference._keras import keras
+
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    for kwargs in ({}, {"axis": 1}, {"order": 1}):
+        np.testing.assert_allclose(minicnn.utils.normalize(x, **kwargs),
+                                   keras.utils.normalize(x, **kwargs), rtol=1e-12)
+    # axis=0: Keras 3.15 turns it into -1 (`axis or -1`) and fails to broadcast; minicnn
+    # normalises the columns, checked by hand
+    np.testing.assert_allclose(minicnn.utils.normalize(x, axis=0),
+                               x / np.sqrt((x**2).sum(axis=0)), rtol=1e-12)
+    for labels in ([3, 0, 2], [[1], [0]], [[1, 2], [0, 0]]):
+        ours = minicnn.utils.to_categorical(labels, 4)
+        theirs = keras.utils.to_categorical(labels, 4)
+        assert ours.shape == theirs.shape and ours.dtype == np.float32  # Keras 3: float64
+        np.testing.assert_array_equal(ours, theirs)

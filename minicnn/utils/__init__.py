@@ -1,4 +1,4 @@
-"""``keras.utils`` with Keras's names: to_categorical, normalize, set_random_seed, Progbar.
+"""``keras.utils`` with Keras's names: to_categorical, normalize, set_random_seed.
 
 ``minicnn.utils.np_utils`` is Keras 2's spelling (``from keras.utils import np_utils``), kept
 for old notebooks such as the seed tutorial.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.progbar import Progbar
 from minicnn.random import set_random_seed
 from minicnn.validation import ArgumentTypeError
 
-__all__ = ["Progbar", "normalize", "np_utils", "set_random_seed", "to_categorical"]
+__all__ = ["normalize", "np_utils", "set_random_seed", "to_categorical"]
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
