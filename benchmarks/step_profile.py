@@ -55,7 +55,7 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
         # the model calls the last layer's backward_linear (the fused softmax loss)
         timed(unit, "backward_linear" if i == last else "backward", f"backward {name}")
     timed(model, "loss_and_gradient", "loss")
-    timed(model.optimizer, "apply", f"optimizer ({type(model.optimizer).__name__})")
+    timed(model.optimizer, "update", f"optimizer ({type(model.optimizer).__name__})")
 
     with fusion.compute_scope(minicnn.config.get_backend()):
         for _ in range(10):
