@@ -128,8 +128,12 @@ def get(identifier) -> Activation:
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    if callable(identifier) and identifier in _BY_FUNCTION:
-        return _BY_FUNCTION[identifier]()
+    try:
+        cls = _BY_FUNCTION.get(identifier) if callable(identifier) else None
+    except TypeError:  # an unhashable callable is not one of these functions
+        cls = None
+    if cls is not None:
+        return cls()
     raise ValueError(f"Could not interpret activation function identifier: {identifier!r}. "
                      f"minicnn's activations (each with its backward): {sorted(_BY_NAME)} "
                      f"or None.")

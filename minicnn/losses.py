@@ -334,7 +334,7 @@ def get(identifier):
         loss = identifier()
     elif isinstance(identifier, str) and identifier in _BY_NAME:
         loss = _BY_NAME[identifier]()
-    elif callable(identifier) and identifier in _BY_FUNCTION:
+    elif callable(identifier) and _lookup(_BY_FUNCTION, identifier) is not None:
         loss = _BY_FUNCTION[identifier]()
     elif isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
         loss = _BY_NAME[identifier["class_name"]].from_config(dict(identifier.get("config")
@@ -350,6 +350,14 @@ def get(identifier):
     if loss.axis != -1:
         raise invalid("axis", "-1 for training (the class axis is the last)", loss.axis)
     return loss
+
+
+def _lookup(table, key):
+    """table[key], or None for a key that is not there or cannot be hashed."""
+    try:
+        return table.get(key)
+    except TypeError:
+        return None
 
 
 def serialize(loss) -> dict:

@@ -346,3 +346,20 @@ def test_errors_have_keras_type_and_wording(case):
         shared = str(theirs.value).split("Received")[0]
     assert shared in str(theirs.value), f"Keras now says: {theirs.value}"
     assert shared in str(ours.value), f"minicnn says: {ours.value}\nKeras says: {theirs.value}"
+
+
+def test_a_keras_style_custom_layer_builds_through_super():
+    class Scaled(Dense):
+        """Keras style: build(input_shape) with the batch axis, then super().build."""
+
+        def build(self, input_shape):
+            self.seen = input_shape
+            super().build(input_shape)
+            self.params["kernel"] *= 0
+
+    layer = Scaled(2)
+    out = layer(np.ones((3, 4), np.float32))
+    assert layer.seen == (None, 4) and layer.built and layer.built_input_shape == (4,)
+    np.testing.assert_array_equal(out, np.zeros((3, 2)))
+    model = Sequential([Scaled(3, input_shape=(5,))])
+    assert model.layers[0].seen == (None, 5) and model.layers[0].kernel.shape == (5, 3)

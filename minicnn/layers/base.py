@@ -292,6 +292,9 @@ class Layer:
 
     def _run_build(self, build, full_shape) -> None:
         """What every build does around the subclass's own: see _build_wrapper."""
+        if getattr(self, "_building", False):  # a subclass's build calling super().build
+            build(self, tuple(full_shape))
+            return
         input_shape = check_batch_shape(full_shape)
         if self.built:
             if input_shape != self.built_input_shape:
@@ -302,11 +305,14 @@ class Layer:
         self.compute_output_shape(input_shape)  # raises for inputs the layer cannot take
         dtype = self.dtype
         self.dtype = dtype or config.floatx()
+        self._building = True
         try:
             build(self, tuple(full_shape))
         except BaseException:  # leave the layer unbuilt, as it was (MemoryError included)
             self.params, self.grads, self.dtype = {}, {}, dtype
             raise
+        finally:
+            self._building = False
         self.built_input_shape = input_shape
         self.built = True
 
