@@ -276,3 +276,31 @@ def test_fit_accuracy_is_the_categorical_accuracy_metric():
     y = np.eye(10, dtype=np.float32)[np.arange(10)]
     _, acc = model.evaluate(x, y, verbose=0)
     assert acc == pytest.approx(float(metrics.CategoricalAccuracy()(y, model.predict(x))))
+
+
+# --- regularizers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda m: m.regularizers.L1(0.3), lambda m: m.regularizers.L2(),
+                                  lambda m: m.regularizers.L1L2(0.1, 0.2),
+                                  lambda m: m.regularizers.l1_l2(l2=0.5)],
+                         ids=["L1", "L2", "L1L2", "l1_l2"])
+def test_regularizer_configs_round_trip(make):
+    reg = make(minicnn)
+    again = type(reg).from_config(reg.get_config())  # L1L2.from_config was missing
+    assert again == reg
+    w = RNG.standard_normal((4, 3)).astype(np.float32)
+    assert again(w) == reg(w)
+
+
+@pytest.mark.keras
+def test_regularizer_configs_and_penalties_are_keras_own():
+    keras = keras_module()
+    w = RNG.standard_normal((5, 3)).astype(np.float32)
+    for name, args in (("L1", (0.3,)), ("L2", ()), ("L1L2", (0.1, 0.2))):
+        ours = getattr(minicnn.regularizers, name)(*args)
+        theirs = getattr(keras.regularizers, name)(*args)
+        # Keras's L1 keeps its factor as a float32 tensor (0.3 -> 0.30000001192...)
+        assert ours.get_config() == pytest.approx(theirs.get_config(), rel=1e-7)
+        mine, keras_dict = (minicnn.regularizers.serialize(ours),
+                            keras.regularizers.serialize(theirs))
+        assert {**mine, "config": None} == {**keras_dict, "config": None}
+        assert ours(w) == pytest.approx(float(theirs(w)), rel=1e-6)
