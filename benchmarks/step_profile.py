@@ -23,12 +23,12 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
     """({label: seconds per step}, seconds per whole step) over `steps` steps after 10 warm-up
     steps on random (batch, 28, 28, 1) float32 images and one-hot labels."""
     import minicnn
-    from minicnn import models
+    from minicnn import architectures
     from minicnn.kernels.dispatch import ops
 
     minicnn.set_backend(backend)
     minicnn.set_random_seed(0)
-    model = models.build(model_name)
+    model = architectures.build(model_name)
     model.compile(loss="categorical_crossentropy", optimizer="adam")
     rng = np.random.default_rng(0)
     x = rng.random((batch, 28, 28, 1), dtype=np.float32)
@@ -56,7 +56,7 @@ def profile(model_name: str, steps: int, batch: int, backend: str) -> tuple[dict
         # the model calls the last layer's backward_linear (the fused softmax loss)
         timed(unit, "backward_linear" if i == last else "backward", f"backward {name}")
     timed(model, "loss_and_gradient", "loss")
-    timed(model.optimizer, "apply", f"optimizer ({type(model.optimizer).__name__})")
+    timed(model.optimizer, "update", f"optimizer ({type(model.optimizer).__name__})")
 
     with ops().compute_scope():
         for _ in range(10):

@@ -98,13 +98,13 @@ def _predict_time(predict, x, repeats=3):
 def worker_minicnn(model_name, data_dir, epochs, threads):
     os.environ["NUMBA_NUM_THREADS"] = str(threads)  # before Numba starts its pool
     import minicnn
-    from minicnn import models
+    from minicnn import architectures
 
     x, y = np.load(f"{data_dir}/x.npy"), np.load(f"{data_dir}/y.npy")
     xt = np.load(f"{data_dir}/xt.npy")
     minicnn.set_backend("numba")
     minicnn.set_random_seed(0)
-    model = models.build(model_name)
+    model = architectures.build(model_name)
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(x, y, batch_size=SEED_BATCH, epochs=epochs, verbose=0, seed=0)
     predict_s = _predict_time(lambda a: model.predict(a, batch_size=SEED_BATCH), xt)
@@ -202,13 +202,13 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import minicnn
-from minicnn import models
+from minicnn import architectures
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
 x = rng.random((256, 28, 28, 1), dtype=np.float32)
 y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
 minicnn.set_backend("numba")
-model = models.seed_model()
+model = architectures.seed_model()
 model.compile(metrics=["accuracy"])
 runs = []
 for _ in range(2):

@@ -35,12 +35,12 @@ one epoch, testing on 500 (the test suite does that, to keep the notebook from r
 import os
 
 import numpy as np
-import matplotlib.pyplot as plt
 
 import minicnn
-from minicnn import Sequential, optimizers, viz
+from minicnn import optimizers, viz
 from minicnn.datasets import mnist
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from minicnn.models import Sequential
 from minicnn.utils import to_categorical
 
 SMALL = os.environ.get("MINICNN_NOTEBOOK_SMALL") == "1"
@@ -230,7 +230,7 @@ wrong_probs = np.array([prediction_probs[ind][digit]
                         for ind, digit in zip(wrong_results, predictions[wrong_results])])
 all_probs = np.array([prediction_probs[ind][digit]
                       for ind, digit in zip(np.arange(len(predictions)), predictions)])
-print('mean highest probability: wrong %.3f, all %.3f' % (wrong_probs.mean(), all_probs.mean()))
+print(f'mean highest probability: wrong {wrong_probs.mean():.3f}, all {all_probs.mean():.3f}')
 viz.confidence_histogram_figure(prediction_probs, y_test_inds)""",
     ),
     (

@@ -2,6 +2,10 @@
 
 Each backward takes both z (the input) and y (the output) so it can use whichever is cheaper:
 relu needs z, sigmoid and tanh reuse y. Softmax is the one that is not element-wise.
+
+Keras's functional forms are here too, on arrays: ``relu(x)``, ``softmax(x, axis=-1)``,
+``sigmoid(x)``, ``tanh(x)``, ``linear(x)``; a layer given one of them
+(``Dense(10, activation=activations.softmax)``) uses the matching activation object.
 """
 
 from __future__ import annotations
@@ -82,13 +86,63 @@ class Softmax(Activation):
 _BY_NAME = {cls.name: cls for cls in (Activation, ReLU, Sigmoid, Tanh, Softmax)}
 
 
+# --- Keras's functional forms ----------------------------------------------------------------
+def linear(x):
+    """x, unchanged (as keras.activations.linear)."""
+    return np.asarray(x)
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """max(x, 0), with Keras's options: slope below the threshold, a cap at max_value."""
+    x = np.asarray(x)
+    if negative_slope == 0.0 and max_value is None and threshold == 0.0:
+        return ReLU().forward(x)
+    out = np.where(x >= threshold, x, negative_slope * (x - threshold)).astype(x.dtype)
+    return out if max_value is None else np.minimum(out, max_value).astype(x.dtype)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow."""
+    return Sigmoid().forward(np.asarray(x))
+
+
+def tanh(x):
+    return np.tanh(np.asarray(x))
+
+
+def softmax(x, axis=-1):
+    """exp(x - max) / sum exp(x - max) along axis."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    return np.moveaxis(Softmax().forward(x), -1, axis)
+
+
+_BY_FUNCTION = {linear: Activation, relu: ReLU, sigmoid: Sigmoid, tanh: Tanh, softmax: Softmax}
+
+
 def get(identifier) -> Activation:
-    """An activation from its Keras name ('relu', 'softmax', 'sigmoid', 'tanh', 'linear'/None)."""
+    """An activation from its Keras name ('relu', 'softmax', 'sigmoid', 'tanh', 'linear'),
+    None (linear), one of the functions above, or an Activation object."""
     if identifier is None:
         return Activation()
     if isinstance(identifier, Activation):
         return identifier
-    if identifier in _BY_NAME:
+    if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    raise ValueError(f"Invalid value for argument activation. Expected one of "
-                     f"{sorted(_BY_NAME)} or None. Received: activation={identifier!r}")
+    try:
+        cls = _BY_FUNCTION.get(identifier) if callable(identifier) else None
+    except TypeError:  # an unhashable callable is not one of these functions
+        cls = None
+    if cls is not None:
+        return cls()
+    raise ValueError(f"Could not interpret activation function identifier: {identifier!r}. "
+                     f"minicnn's activations (each with its backward): {sorted(_BY_NAME)} "
+                     f"or None.")
+
+
+def serialize(activation) -> str:
+    """An activation's Keras name ('relu')."""
+    return get(activation).name
+
+
+def deserialize(name) -> Activation:
+    return get(name)

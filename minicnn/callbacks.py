@@ -8,7 +8,8 @@ A callback sees the model as ``self.model`` and may set ``model.stop_training = 
         ModelCheckpoint('best.npz', save_best_only=True),      # atomic writes
         CSVLogger('log.csv')])
 
-EarlyStopping, ModelCheckpoint and CSVLogger follow Keras 3's rules (keras/src/callbacks/).
+EarlyStopping, ModelCheckpoint, CSVLogger and LambdaCallback follow Keras 3's rules
+(keras/src/callbacks/).
 """
 
 from __future__ import annotations
@@ -70,6 +71,55 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+
+class LambdaCallback(Callback):
+    """A callback from functions, as keras.callbacks.LambdaCallback.
+
+    Each hook's function takes Keras's positional arguments: on_epoch_begin / on_epoch_end
+    (epoch, logs), on_train_begin / on_train_end (logs), on_train_batch_begin /
+    on_train_batch_end (batch, logs). ``LambdaCallback(on_epoch_end=lambda epoch, logs:
+    print(epoch, logs['loss']))``. Other keyword arguments become attributes, as in Keras.
+    """
+
+    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+              "on_train_batch_begin", "on_train_batch_end")
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
+        functions = dict(zip(self._HOOKS, (on_epoch_begin, on_epoch_end, on_train_begin,
+                                           on_train_end, on_train_batch_begin,
+                                           on_train_batch_end)))
+        for hook, fn in functions.items():
+            if fn is not None and not callable(fn):
+                raise invalid(hook, "a function or None", fn, ArgumentTypeError)
+        super().__init__()
+        self.__dict__.update(kwargs)
+        self._functions = {k: fn for k, fn in functions.items() if fn is not None}
+
+    def _call(self, hook, *args):
+        fn = self._functions.get(hook)
+        if fn is not None:
+            fn(*args)
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs)
 
 
 class CallbackList:

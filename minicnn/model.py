@@ -5,7 +5,7 @@ One training step, the whole of backprop in four lines (see ``_train_step``):
     out = forward(x, training=True)          # each unit caches what its backward needs
     loss, dout = loss_and_gradient(y, out)   # fused softmax + crossentropy: (p - y) / N
     backward(dout)                           # each layer fills layer.grads
-    optimizer.apply(params, grads)           # in place
+    optimizer.update(params, grads)          # in place
 
 Off the happy path (README, "Reliability"):
 
@@ -27,6 +27,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from minicnn import config, fusion, losses, optimizers, saving
 from minicnn.callbacks import Callback, CallbackList, History
 from minicnn.kernels.dispatch import ops
 from minicnn.layers.base import Layer, check_shape, unique_name
+from minicnn.layers.input_layer import InputLayer
 from minicnn.progbar import Progbar
 from minicnn.random import draw_seed
 from minicnn.summary import summary_lines
@@ -117,18 +119,23 @@ class Sequential:
     """A linear stack of layers, as keras.Sequential.
 
     Args:
-        layers: list of Layer instances (the first may carry input_shape=).
+        layers: list of Layer instances; the first may be an ``Input(shape=...)`` or carry
+            ``input_shape=``.
+        trainable: Keras's; True only (minicnn does not freeze models).
         name: model name ('sequential', 'sequential_1', ... by default).
     """
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, trainable=True, name=None):
         name = check_name(name)
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise invalid("layers", "a list of Layer instances or None", layers,
                           ArgumentTypeError)
+        if trainable is not True:
+            raise invalid("trainable", "True (minicnn does not freeze models)", trainable)
         self.name = name or unique_name("sequential")
         self._lock = threading.RLock()
         self._layers: list[Layer] = []
+        self._input_layer: InputLayer | None = None
         self.loss = None
         self.optimizer = None
         self.metrics: list[str] = []
@@ -157,18 +164,25 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         """Append a layer; built at once if the model's input shape is known (as Keras).
 
+        ``add(Input(shape=...))`` first declares the input shape instead (no layer is added).
         The layer must accept the current output: if it cannot (a Conv2D after a Flatten,
         say), ValueError is raised and the model is unchanged.
         """
+        if isinstance(layer, InputLayer):
+            self._add_input_layer(layer)
+            return
         if not isinstance(layer, Layer):
-            raise TypeError(f"Only minicnn Layer instances can be added to a Sequential model. "
-                            f"Received: {layer!r}")
+            raise ArgumentTypeError(f"Only instances of `minicnn.layers.Layer` can be added to "
+                                    f"a Sequential model. Received: {layer!r} "
+                                    f"(of type {type(layer)})")
         if any(layer is other for other in self._layers):
             raise ValueError(f"Layer {layer.name!r} is already in model {self.name!r}: a layer "
                              f"object can appear once (create a new layer).")
         with self._lock:
             shape = self.input_shape
-            if shape is None and not self._layers and layer.input_shape is not None:
+            if shape is None and not self._layers and self._input_layer is not None:
+                shape = self._input_layer.shape
+            elif shape is None and not self._layers and layer.input_shape is not None:
                 shape = layer.input_shape
             if shape is not None:
                 self._infer_shapes(shape, [*self._layers, layer])  # raises before any change
@@ -176,6 +190,32 @@ class Sequential:
             self._units_cache = None
             if shape is not None:
                 self.build(shape)
+
+    def _add_input_layer(self, input_layer: InputLayer) -> None:
+        """Keras's Sequential([Input(shape), ...]): the input shape, declared before layers."""
+        if self._input_layer is not None or self.input_shape is not None:
+            shape = (None, *(self.input_shape or self._input_layer.shape))
+            raise ValueError(f"Sequential model '{self.name}' has already been configured to "
+                             f"use input shape {shape}. You cannot add a different Input "
+                             f"layer to it.")
+        if self._layers:
+            raise ValueError(f"An Input layer must come first in Sequential model "
+                             f"'{self.name}', before its {len(self._layers)} layer(s).")
+        with self._lock:
+            self._input_layer = input_layer
+
+    def add_input_shape(self, shape) -> None:
+        """Declare the per-sample input shape, as ``add(Input(shape=shape))``."""
+        self._add_input_layer(InputLayer(shape=shape))
+
+    def pop(self):
+        """Remove and return the last layer (Keras's pop); the model stays built."""
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")  # Keras's words
+        with self._lock:
+            layer = self._layers.pop()
+            self._units_cache = None
+            return layer
 
     @property
     def built(self) -> bool:
@@ -202,13 +242,19 @@ class Sequential:
             shapes.append(shape)
         return shapes
 
-    def build(self, input_shape) -> None:
-        """Create every layer's weights for per-sample input_shape, e.g. (28, 28, 1).
+    def build(self, input_shape=None) -> None:
+        """Create every layer's weights for per-sample input_shape, e.g. (28, 28, 1), or
+        Keras's form with the batch axis as None, (None, 28, 28, 1).
 
         All shapes are checked first; if a layer cannot take its input, nothing is built.
         """
         if not self._layers:
             raise ValueError("Cannot build an empty Sequential model: add layers first.")
+        if input_shape is None and self._input_layer is not None:
+            input_shape = self._input_layer.shape
+        if isinstance(input_shape, (tuple, list)) and len(input_shape) > 1 and \
+                input_shape[0] is None:
+            input_shape = input_shape[1:]  # Keras's (None, *sample)
         input_shape = shape = check_shape(input_shape)
         with self._lock:
             self._infer_shapes(shape)
@@ -260,11 +306,27 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise ValueError(f"You must call `compile()` before using the model for {what}.")
 
+    def _check_optimizer_fits(self):
+        """The optimizer's slots, if it has any yet, belong to this model's parameters (an
+        optimizer object reused from another model would otherwise fail mid-step)."""
+        held = [a.shape for a in self.optimizer.slots.get(
+            self.optimizer.slot_names[0], [])] if self.optimizer.slot_names else []
+        if not held:
+            return
+        mine = [p.shape for p in self.trainable_params()[0]] if self.built else None
+        if mine != held:
+            raise ValueError(f"The optimizer holds state for {len(held)} parameters that are "
+                             f"not this model's {'(unbuilt)' if mine is None else len(mine)} "
+                             f"trainable parameters: compile with a new optimizer.")
+
     # --- forward and backward ----------------------------------------------------------------
     def _units(self):
-        backend = config.get_backend()
-        if self._units_cache is None or self._units_cache[0] != backend:
-            self._units_cache = (backend, fusion.plan(self._layers, backend))
+        # the plan depends on the backend and on the activations, which Keras lets a user
+        # change after construction (layer.activation = None)
+        key = (config.get_backend(),
+               tuple(type(getattr(layer, "activation", None)) for layer in self._layers))
+        if self._units_cache is None or self._units_cache[0] != key:
+            self._units_cache = (key, fusion.plan(self._layers, key[0]))
         return self._units_cache[1]
 
     def forward(self, x, training=False):
@@ -276,30 +338,40 @@ class Sequential:
             x = unit.forward(x, training=training)
         return x
 
-    def _fused_loss(self) -> bool:
-        """True when the last layer is softmax and the loss a crossentropy: use its logits.
+    def _fused_loss(self, loss=None) -> bool:
+        """True when the last layer is softmax and the loss a crossentropy on probabilities:
+        use its logits.
 
         Keras on TensorFlow also attaches logits to a *sigmoid* output, and its crossentropy
         then applies softmax crossentropy to them (backend/tensorflow/nn.py, _get_logits):
-        matched here on purpose, checked by the parity suite's 'sigmoid output' case.
+        matched here on purpose, checked by the parity suite's 'sigmoid output' case. A loss
+        with from_logits=True takes the output itself as the logits, as Keras does (even after
+        a softmax, where Keras warns), so it is never fused.
         """
+        if getattr(loss or self.loss, "from_logits", False) is True:
+            return False
         last = self._layers[-1]
         if getattr(self.loss, "clip_probabilities", False):  # Keras on JAX / PyTorch: no logits
             return False
         return (getattr(getattr(last, "activation", None), "name", None) in ("softmax", "sigmoid")
                 and hasattr(last, "preactivation"))
 
-    def loss_and_gradient(self, y, out, sample_weight=None):
-        """(loss, gradient to feed backward) for targets y and the model's output."""
+    def loss_and_gradient(self, y, out, sample_weight=None, loss=None):
+        """(loss, gradient to feed backward) for targets y and the model's output, with the
+        compiled loss or ``loss``."""
+        loss = loss or self.loss
         last = self._layers[-1]
-        if self._fused_loss():
-            return self.loss.from_logits(y, last.preactivation, sample_weight)
-        return self.loss.from_probabilities(y, out, sample_weight)
+        if self._fused_loss(loss):
+            return loss.with_logits(y, last.preactivation, sample_weight)
+        if loss.from_logits:  # Keras's from_logits=True: the output is z
+            return loss.with_logits(y, out, sample_weight)
+        return loss.with_probabilities(y, out, sample_weight)
 
-    def backward(self, dout):
-        """Backprop dout from the loss through every unit, filling each layer's grads."""
+    def backward(self, dout, loss=None):
+        """Backprop dout from the loss (the compiled one, or ``loss``) through every unit,
+        filling each layer's grads."""
         units = self._units()
-        if self._fused_loss():  # dout is already dL/dlogits: skip the softmax Jacobian
+        if self._fused_loss(loss):  # dout is already dL/dlogits: skip the softmax Jacobian
             # the last unit is the last layer, or a fused unit that answers for it
             dout = units[-1].backward_linear(dout)
             units = units[:-1]
@@ -324,6 +396,93 @@ class Sequential:
                 params.append(layer.params[k])
                 grads.append(layer.grads[k])
         return params, grads
+
+    # --- Keras's variables -------------------------------------------------------------------
+    def _variables(self, which) -> list:
+        from minicnn.variables import layer_variable
+
+        keys = {"all": lambda layer: layer.weight_names,
+                "trainable": lambda layer: layer.trainable_names,
+                "non_trainable": lambda layer: [k for k in layer.weight_names
+                                                if k in layer.non_trainable]}[which]
+        return [layer_variable(layer, k, self.name) for layer in self._layers
+                for k in keys(layer)]
+
+    @property
+    def weights(self) -> list:
+        """Every weight as a Variable (minicnn.variables), layer by layer, get_weights() order."""
+        return self._variables("all")
+
+    variables = weights
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights the optimizer updates, as Variables, in the order of
+        compute_gradients' gradients: ``apply_gradients(zip(grads, model.trainable_weights))``.
+        """
+        return self._variables("trainable")
+
+    trainable_variables = trainable_weights
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """BatchNormalization's moving statistics, as Variables."""
+        return self._variables("non_trainable")
+
+    non_trainable_variables = non_trainable_weights
+
+    @_guarded
+    def compute_gradients(self, x, y, sample_weight=None, training=True, loss=None):
+        """(loss, gradients) of one batch, for a training loop written by hand.
+
+        What a Keras loop gets from ``tf.GradientTape`` (or ``jax.grad``), with the same
+        forward pass ``fit`` runs::
+
+            loss, grads = model.compute_gradients(x, y)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+        Args:
+            x, y, sample_weight: one batch, as for train_on_batch.
+            training: True runs dropout and updates BatchNormalization's moving statistics,
+                as Keras's ``model(x, training=True)`` inside a tape.
+            loss: the loss to differentiate (a name, class or object from minicnn.losses);
+                None: the compiled one.
+
+        Returns:
+            (loss as a float, including weight penalties; a list of gradient arrays, copies,
+            aligned with ``model.trainable_variables``). Nothing is updated: the optimizer
+            step is the caller's. Raises FloatingPointError, and leaves dropout counters and
+            moving statistics as they were, when the loss is NaN or inf.
+        """
+        training = check_bool(training, "training")
+        if loss is None:
+            if self.loss is None:
+                raise ValueError("compute_gradients needs a loss: call `compile()` first, or "
+                                 "pass loss= (e.g. minicnn.losses.CategoricalCrossentropy()).")
+            loss_object = self.loss
+        else:
+            loss_object = losses.get(loss)
+        x, y, sample_weight = self._check_xy(x, y, sample_weight, loss=loss_object)
+        if len(x) == 0:
+            raise ValueError("Argument x holds 0 samples: there is nothing to differentiate.")
+        self._ensure_built(x)
+        before = [layer.state_snapshot() for layer in self._layers]
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                out = self.forward(x, training=training)
+                value, dout = self.loss_and_gradient(y, out, sample_weight, loss_object)
+                value += self.regularization_loss()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"compute_gradients: the loss is {value}; "
+                                             f"dropout counters and moving statistics are "
+                                             f"left as they were.")
+                self.backward(dout, loss_object)
+        except FloatingPointError:
+            for layer, state in zip(self._layers, before):
+                layer.restore_state(state)
+            raise
+        _, grads = self.trainable_params()
+        return value, [g.copy() for g in grads]
 
     def _param_name(self, index: int) -> str:
         """'conv2d.kernel' for the index-th trainable parameter."""
@@ -360,7 +519,7 @@ class Sequential:
                     raise FloatingPointError(f"{layer.name}.{k} became non-finite")
         self.backward(dout)
         try:
-            self.optimizer.apply(*self.trainable_params())
+            self.optimizer.update(*self.trainable_params())
         except optimizers.NonFiniteUpdateError as e:
             raise FloatingPointError(
                 f"the update of {self._param_name(e.index)} would be non-finite "
@@ -412,8 +571,9 @@ class Sequential:
             self._infer_shapes(x.shape[1:])
         return x
 
-    def _check_xy(self, x, y, sample_weight=None, prefix=""):
-        """(x, y, sample_weight) checked against the model and its loss; nothing built."""
+    def _check_xy(self, x, y, sample_weight=None, prefix="", loss=None):
+        """(x, y, sample_weight) checked against the model and its loss (or ``loss``);
+        nothing built."""
         x = self._check_x(x, f"{prefix}x")
         if y is None:
             raise invalid(f"{prefix}y", "targets with one row per sample of x", y,
@@ -425,7 +585,7 @@ class Sequential:
                              f"{y.shape}.")
         n_out = (self._infer_shapes(self.input_shape) if self.input_shape is not None
                  else self._infer_shapes(x.shape[1:]))[-1][-1]
-        y = self.loss.check_targets(y, n_out)
+        y = (loss or self.loss).check_targets(y, n_out)
         if sample_weight is not None:
             sample_weight = as_float_array(sample_weight, f"{prefix}sample_weight", x.dtype)
             if sample_weight.ndim == 2 and sample_weight.shape[1] == 1:
@@ -470,6 +630,7 @@ class Sequential:
         step.
         """
         self._require_compiled("fit")
+        self._check_optimizer_fits()
         batch_size = _batch_size(batch_size)
         epochs = check_int(epochs, "epochs", minimum=0)
         verbose = _verbose(verbose)
@@ -616,6 +777,31 @@ class Sequential:
             bar.update(step + 1, {})
         return out
 
+    def predict_proba(self, x, batch_size=32, verbose=1):
+        """Keras 2's predict_proba: predict(x), with Keras 2.0's defaults (batch_size=32,
+        verbose=1) and its warning when the outputs are not probabilities. Keras 2.6 and 3
+        removed it; FutureWarning naming the modern spelling."""
+        warnings.warn("predict_proba is Keras 2 API (removed in Keras 2.6 and 3): use "
+                      "model.predict(x).", FutureWarning, stacklevel=2)
+        preds = self.predict(x, batch_size=batch_size, verbose=verbose)
+        if preds.size and (preds.min() < 0.0 or preds.max() > 1.0):
+            warnings.warn("Network returning invalid probability values. The last layer might "
+                          "not normalize predictions into probabilities (like softmax or "
+                          "sigmoid would).", stacklevel=2)
+        return preds
+
+    def predict_classes(self, x, batch_size=32, verbose=1):
+        """Keras 2's predict_classes: the argmax of predict(x) over the last axis, or, for one
+        output unit (a sigmoid), (p > 0.5) as int32 of shape (N, 1). Keras 2.0's defaults
+        (batch_size=32, verbose=1); FutureWarning naming the modern spelling."""
+        warnings.warn("predict_classes is Keras 2 API (removed in Keras 2.6 and 3): use "
+                      "np.argmax(model.predict(x), axis=-1), or (model.predict(x) > 0.5)"
+                      ".astype('int32') for one sigmoid unit.", FutureWarning, stacklevel=2)
+        proba = self.predict(x, batch_size=batch_size, verbose=verbose)
+        if proba.shape[-1] > 1:
+            return proba.argmax(axis=-1)
+        return (proba > 0.5).astype("int32")
+
     @_guarded
     def __call__(self, x, training=False):
         training = check_bool(training, "training")
@@ -631,6 +817,7 @@ class Sequential:
         NaN or inf.
         """
         self._require_compiled("train_on_batch")
+        self._check_optimizer_fits()
         x, y, sample_weight = self._check_xy(x, y, sample_weight)
         if len(x) == 0:
             raise ValueError("Argument x holds 0 samples: there is nothing to train on.")
@@ -694,7 +881,7 @@ class Sequential:
         counter and learning rate too."""
         if self.optimizer is None or self.optimizer.iterations == 0:
             return 0, 0
-        slots = self.optimizer.variables()
+        slots = self.optimizer.slot_arrays()
         return (sum(s.size for s in slots) + 2,
                 sum(s.nbytes for s in slots) + 8 + 4)  # int64 iterations + float32 lr
 
@@ -705,9 +892,51 @@ class Sequential:
             print_fn(line)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "input_shape": self.input_shape,
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self._layers]}
+        """Keras 3's Sequential config: name, layers (an InputLayer first once the input shape
+        is known, then each layer as {'module', 'class_name', 'config', 'registered_name'})
+        and build_input_shape."""
+        from minicnn.serialization import serialize
+
+        shape = self.input_shape or (self._input_layer.shape if self._input_layer else None)
+        layers = []
+        if shape is not None:
+            layers.append(serialize(self._input_layer or InputLayer(shape=shape,
+                                                                    dtype=self._dtype().name)))
+        layers += [serialize(layer) for layer in self._layers]
+        config = {"name": self.name, "trainable": True, "dtype": self._dtype().name,
+                  "layers": layers}
+        if shape is not None:
+            config["build_input_shape"] = [None, *shape]
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """The model get_config() describes (or Keras 3's Sequential config): same layers,
+        built when the config has an input shape, fresh weights, not compiled."""
+        from minicnn.serialization import deserialize_layer
+
+        if not isinstance(config, dict) or "layers" not in config:
+            raise ValueError(f"A Sequential model configuration must be a dictionary "
+                             f"containing the 'name' and 'layers' keys. Received: "
+                             f"config={str(config)[:200]}")
+        if not isinstance(config["layers"], list):
+            raise invalid("config['layers']", "a list of layer dicts", config["layers"],
+                          ArgumentTypeError)
+        layers = [deserialize_layer(entry, custom_objects) for entry in config["layers"]]
+        model = cls(name=config.get("name"))
+        for layer in layers:
+            model.add(layer)
+        shape = config.get("build_input_shape")
+        if shape and not model.built and model._layers:
+            model.build(shape)
+        return model
+
+    def to_json(self, **kwargs) -> str:
+        """The config as Keras 3 writes it (``model_from_json`` reads it back; so does
+        ``keras.models.model_from_json``). kwargs go to json.dumps."""
+        from minicnn.serialization import to_json
+
+        return to_json(self, **kwargs)
 
     # --- saving (the file format is documented in minicnn/saving.py) --------------------------
     def save(self, path) -> None:

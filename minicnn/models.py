@@ -1,82 +1,98 @@
-"""The two architectures of the seed tutorial, built with the public API.
+"""``keras.models``, spelled the same: Sequential, load_model, save_model, clone_model,
+model_from_json.
 
-seed: Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> Dropout(0.25) -> Flatten -> Dropout(0.5)
-      -> Dense(10, softmax)                                    54,410 parameters
-deep: the tutorial's commented-out lines switched on: a second Conv2D(64, 3x3, relu) before the
-      pool and Dense(128, relu) before the last dropout        1,199,882 parameters
+    from minicnn.models import Sequential      # as `from keras.models import Sequential`
+
+The seed tutorial's two networks are built by ``minicnn.architectures`` (``seed_model``,
+``deep_model``, ``build``, ``BUILDERS``); their old spelling ``minicnn.models.seed_model`` and
+so on still works for this release, with a FutureWarning naming the new one.
 """
 
 from __future__ import annotations
 
-from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from minicnn.model import Sequential
+import os
+import warnings
+
+from minicnn import untrusted
+from minicnn.model import Sequential, load_model
+from minicnn.validation import ArgumentTypeError, invalid
+
+# a model's JSON is small (the deep model's is 6 KB); the bound keeps a hostile string harmless
+MAX_JSON_CHARS = untrusted.MiB
+
+__all__ = ["Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
+
+def model_from_config(config, custom_objects=None):
+    """A Sequential from Keras's {'class_name': 'Sequential', 'config': {...}} dict."""
+    if not isinstance(config, dict):
+        raise invalid("config", "a dict", config, ArgumentTypeError)
+    name = config.get("class_name")
+    if name != "Sequential":
+        raise ValueError(f"minicnn builds Sequential models only; the config describes a "
+                         f"{name!r} model.")
+    return Sequential.from_config(config.get("config") or {}, custom_objects=custom_objects)
 
 
-def seed_model(input_shape=(28, 28, 1), num_classes=10) -> Sequential:
-    """The seed tutorial's model, uncompiled."""
-    return Sequential([
-        Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=input_shape),
-        MaxPooling2D(pool_size=(2, 2)),
-        Dropout(0.25),
-        Flatten(),
-        Dropout(0.5),
-        Dense(num_classes, activation="softmax"),
-    ])
+def model_from_json(json_string, custom_objects=None):
+    """The model a to_json() string describes (minicnn's or Keras 3's), unbuilt weights
+    initialised afresh, not compiled (as keras.models.model_from_json)."""
+    if not isinstance(json_string, (str, bytes)):
+        raise invalid("json_string", "a JSON string", json_string, ArgumentTypeError)
+    if isinstance(json_string, bytes):
+        json_string = json_string.decode("utf-8", errors="replace")
+    config = untrusted.parse_json(json_string, "model_from_json", MAX_JSON_CHARS)
+    return model_from_config(config, custom_objects)
 
 
-def deep_model(input_shape=(28, 28, 1), num_classes=10) -> Sequential:
-    """The seed's deeper variant (its commented-out Conv2D(64) and Dense(128) lines), uncompiled."""
-    return Sequential([
-        Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=input_shape),
-        Conv2D(64, (3, 3), activation="relu"),
-        MaxPooling2D(pool_size=(2, 2)),
-        Dropout(0.25),
-        Flatten(),
-        Dense(128, activation="relu"),
-        Dropout(0.5),
-        Dense(num_classes, activation="softmax"),
-    ])
+def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
+    """A new model with the same layers (by config) and fresh weights, as keras.models.
+    clone_model: not compiled, built when model is built.
 
-
-BUILDERS = {"seed": seed_model, "deep": deep_model}
-
-
-def build(name: str, **kwargs) -> Sequential:
-    """A model by name: 'seed' or 'deep'."""
-    if name not in BUILDERS:
-        raise ValueError(f"Invalid value for argument model. Expected one of {sorted(BUILDERS)}. "
-                         f"Received: model={name!r}")
-    return BUILDERS[name](**kwargs)
-
-
-def architecture_name(model: Sequential) -> str | None:
-    """'seed' or 'deep' when model has exactly that builder's layers, else None.
-
-    Layers are compared by class and config (names and dropout seeds aside) and the input
-    shape must be the digits' (28, 28, 1). Nothing is built, and layer naming and minicnn's
-    random stream are left as they were (a builder's Dropout draws a seed from it).
+    Args:
+        model: a minicnn Sequential.
+        input_tensors: Keras's; only None is supported.
+        clone_function: layer -> new layer (default: ``type(layer).from_config(config)``).
     """
-    from minicnn import random as mrandom
-    from minicnn.layers import base
+    if not isinstance(model, Sequential):
+        raise invalid("model", "a minicnn Sequential model", model, ArgumentTypeError)
+    if input_tensors is not None:
+        raise invalid("input_tensors", "None (minicnn clones Sequential models only)",
+                      input_tensors)
+    if kwargs:
+        raise ValueError(f"Unrecognized keyword arguments passed to clone_model: {kwargs}")
+    if clone_function is None:
+        def clone_function(layer):
+            return type(layer).from_config(layer.get_config())
+    elif not callable(clone_function):
+        raise invalid("clone_function", "a callable layer -> layer", clone_function,
+                      ArgumentTypeError)
+    layers = [clone_function(layer) for layer in model.layers]
+    clone = Sequential(name=model.name)
+    if model.input_shape is not None:
+        clone.add_input_shape(model.input_shape)
+    for layer in layers:
+        clone.add(layer)
+    return clone
 
-    def signature(layers):
-        return [
-            (type(layer).__name__,
-             {k: v for k, v in layer.get_config().items() if k not in ("name", "seed")})
-            for layer in layers
-        ]
 
-    if tuple(model.input_shape or ()) != (28, 28, 1):
-        return None
-    mine = signature(model.layers)
-    for name, build in BUILDERS.items():
-        names, state = dict(base._NAME_COUNTS), mrandom._root.bit_generator.state
-        try:
-            reference = build(input_shape=None)  # None: the layers stay unbuilt
-        finally:
-            base._NAME_COUNTS.clear()
-            base._NAME_COUNTS.update(names)
-            mrandom._root.bit_generator.state = state
-        if signature(reference.layers) == mine:
-            return name
-    return None
+def save_model(model, filepath, overwrite=True):
+    """keras.models.save_model: ``model.save(filepath)`` (minicnn's .npz format)."""
+    if not isinstance(model, Sequential):
+        raise invalid("model", "a minicnn Sequential model", model, ArgumentTypeError)
+    if not overwrite and os.path.exists(os.fspath(filepath)):
+        raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False.")
+    model.save(filepath)
+
+
+_MOVED = ("BUILDERS", "architecture_name", "build", "deep_model", "seed_model")
+
+
+def __getattr__(name):
+    # PEP 562: reached only for names this module does not define
+    if name in _MOVED:
+        from minicnn import architectures
+
+        warnings.warn(f"minicnn.models.{name} is now minicnn.architectures.{name}; the old "
+                      f"name will be removed in the next release.", FutureWarning, stacklevel=2)
+        return getattr(architectures, name)
+    raise AttributeError(f"module 'minicnn.models' has no attribute {name!r}")

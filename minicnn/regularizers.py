@@ -48,6 +48,11 @@ class Regularizer:
     def get_config(self) -> dict:
         return {}
 
+    @classmethod
+    def from_config(cls, config):
+        """The regularizer get_config() describes (as Keras: cls(**config))."""
+        return cls(**config)
+
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
@@ -116,6 +121,9 @@ class L2(L1L2):
 # both factors 0: the code is what runs, so minicnn does the same.
 _BY_NAME = {"l1": L1, "L1": L1, "l2": L2, "L2": L2, "l1l2": L1L2, "L1L2": L1L2}
 
+# keras.regularizers.l1, l2 and l1_l2 are the classes themselves
+l1, l2, l1_l2 = L1, L2, L1L2
+
 
 def get(identifier) -> Regularizer | None:
     """None, a name ('l1', 'l2', 'L1L2', ...), a serialised dict or a Regularizer -> Regularizer.
@@ -126,21 +134,34 @@ def get(identifier) -> Regularizer | None:
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
+    if isinstance(identifier, type) and identifier in _BY_NAME.values():
+        return identifier()
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
-        return _BY_NAME[identifier["class_name"]](**identifier.get("config", {}))
+        return deserialize(identifier)
     raise ValueError(
-        f"Could not interpret regularizer identifier. Expected None, one of "
+        f"Could not interpret regularizer identifier: {identifier!r}. Expected None, one of "
         f"{sorted(_BY_NAME)}, a dict from serialize(), or a minicnn Regularizer "
-        f"(it needs a gradient, so a plain function will not do). "
-        f"Received: {identifier!r}"
+        f"(it needs a gradient, so a plain function will not do)."
     )
 
 
 def serialize(regularizer) -> dict | None:
-    """JSON-ready form of a regularizer (None stays None); ``get`` reads it back."""
+    """JSON-ready form of a regularizer, Keras's dict (None stays None); ``get`` reads it
+    back."""
     if regularizer is None:
         return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
+            "config": regularizer.get_config(), "registered_name": None}
+
+
+def deserialize(config) -> Regularizer:
+    """The regularizer a serialize() dict (minicnn's or Keras's) describes."""
+    if not isinstance(config, dict) or config.get("class_name") not in _BY_NAME:
+        raise ValueError(f"Could not interpret regularizer identifier: {config!r}")
+    inner = config.get("config") or {}
+    if not isinstance(inner, dict):
+        raise ValueError(f"Could not interpret regularizer identifier: {config!r}")
+    return _BY_NAME[config["class_name"]].from_config(inner)
 
 
 def total_penalty(layer) -> float:

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn import initializers, optimizers, untrusted
+from minicnn import initializers, losses, optimizers, untrusted
 from minicnn import layers as layers_module
 from minicnn._version import __version__
 from minicnn.atomic import atomic_write
@@ -143,9 +143,10 @@ def _payload(model, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
             for i, a in enumerate(opt.slots.get(name, [])):
                 arrays[f"optimizer/{name}/{slot_paths[i]}"] = a
         compiled = {
-            "loss": model.loss.name,
+            "loss": _loss_entry(model.loss),
             "metrics": list(model.metrics),
-            "optimizer": opt.get_config(),
+            # the class beside Keras's config: the config's 'name' is the instance's own
+            "optimizer": {"class_name": type(opt).__name__, **opt.get_config()},
             "iterations": int(opt.iterations),
             "slots": [n for n in opt.slot_names if opt.slots.get(n)],
         }
@@ -163,6 +164,14 @@ def _payload(model, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
         "compile": compiled,
     }
     return header, arrays
+
+
+def _loss_entry(loss):
+    """The loss's name when it has its default settings (as minicnn always wrote it), else
+    Keras's serialised dict (from_logits, label_smoothing, ...)."""
+    if loss.get_config() == type(loss)().get_config():
+        return loss.name
+    return losses.serialize(loss)
 
 
 def _state_attrs(layer) -> tuple[str, ...]:
@@ -292,7 +301,8 @@ def _check_header(path, header) -> None:
     if compiled is None:
         return
     need(isinstance(compiled, dict), "'compile'", "an object or null")
-    need(isinstance(compiled.get("loss"), str), "compile.loss", "a string")
+    need(isinstance(compiled.get("loss"), (str, dict)), "compile.loss",
+         "a loss name or a serialised loss")
     metrics = compiled.get("metrics", [])
     need(isinstance(metrics, list) and all(isinstance(m, str) for m in metrics),
          "compile.metrics", "a list of strings")
@@ -497,7 +507,7 @@ def _layer_from_entry(saved, i, entry, custom_objects) -> Layer:
         if key in config and not _known_initializer(config[key]):
             config[key] = default
     try:
-        return cls(**config, dtype=entry.get("dtype"))
+        return cls.from_config({**config, "dtype": entry.get("dtype")})
     except (TypeError, ValueError) as e:
         raise saved.fail(
             f"layer {i} ({name}) cannot be rebuilt from its config {config}: {e}"
@@ -505,11 +515,13 @@ def _layer_from_entry(saved, i, entry, custom_objects) -> Layer:
 
 
 def _known_initializer(name) -> bool:
+    if not isinstance(name, (str, dict)):
+        return False
     try:
         initializers.get(name)
-    except ValueError:
+    except (TypeError, ValueError):
         return False
-    return isinstance(name, str)
+    return True
 
 
 def _optimizer_from(saved):

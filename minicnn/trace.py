@@ -51,7 +51,7 @@ def trace_step(model, x, y) -> list[tuple[str, str, list[str]]]:
         for layer in model.layers:
             layer.add_penalty_gradients()
         with dispatch.tracing() as called:
-            model.optimizer.apply(*model.trainable_params())
+            model.optimizer.update(*model.trainable_params())
         step = list(called) or [f"naive.{_rule(model.optimizer)} (NumPy)"]
         rows.append((f"optimizer ({type(model.optimizer).__name__})", "step", step))
     return rows

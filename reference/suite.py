@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import minicnn
-from minicnn import config, models
+from minicnn import architectures, config
 from minicnn.datasets import DatasetNotFoundError
 from minicnn.kernels.dispatch import ops
 from reference import mutants as mutants_mod
@@ -228,7 +228,7 @@ def run(options: Options, log=None) -> Report:
         + (f"; MUTANT: {mutant.name} ({mutant.description})" if mutant else "")
     )
 
-    model = models.build(options.model)
+    model = architectures.build(options.model)
     model.compile(loss=minicnn_loss())
     randomize_biases(model, np.random.default_rng(1))
     report.extend(
@@ -267,7 +267,7 @@ def run(options: Options, log=None) -> Report:
     else:
         xt, yt = random_batch(model.input_shape, model.output_shapes()[-1][-1], n)
     log(f"[parity] trajectory: {steps} steps, batch {batch}, on {n:,} samples")
-    fresh = models.build(options.model)  # zero biases: training starts where Keras's does
+    fresh = architectures.build(options.model)  # zero biases: training starts where Keras's does
     with using_backend(backends[0] if options.backends != ("all",) else config.get_backend()):
 
         def traj():

@@ -45,7 +45,7 @@ def model_state(model) -> dict:
         "metrics": list(model.metrics),
         "optimizer": None if opt is None else (
             id(opt), repr(opt.get_config()), opt.iterations,
-            [a.copy() for a in opt.variables()]),
+            [a.copy() for a in opt.slot_arrays()]),
     }
 
 

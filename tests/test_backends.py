@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import models
+from minicnn import architectures
 from minicnn.config import numba_available
 from minicnn.kernels.dispatch import ops
 from minicnn.utils import to_categorical
@@ -45,7 +45,8 @@ def _train(backend, builder, x, y, steps, batch, optimizer="adam"):
         minicnn.set_backend(old)
 
 
-@pytest.mark.parametrize("builder,hw", [(models.seed_model, 16), (models.deep_model, 14)])
+@pytest.mark.parametrize("builder,hw",
+                         [(architectures.seed_model, 16), (architectures.deep_model, 14)])
 def test_numba_training_follows_numpy(builder, hw):
     rng = np.random.default_rng(0)
     steps, batch = 10, 32

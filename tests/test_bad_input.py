@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minicnn
-from minicnn import callbacks, optimizers, regularizers
+from minicnn import callbacks, initializers, optimizers, regularizers
 from minicnn.layers import (
     Activation,
     BatchNormalization,
@@ -26,6 +26,7 @@ from minicnn.layers import (
     Dense,
     Dropout,
     Flatten,
+    Input,
     MaxPooling2D,
 )
 from minicnn.model import Sequential
@@ -202,9 +203,64 @@ MODEL_CASES = [
      ValueError, "learning_rate"),
     ("learning_rate = 'x'", lambda m: setattr(m.optimizer, "learning_rate", "x"), TypeError,
      "learning_rate"),
+    # the Keras API of issue 13: a hand-written loop, Variables, Keras 2's methods, configs
+    ("compute_gradients x NaN", lambda m: m.compute_gradients(with_nan(X), Y), ValueError, "NaN"),
+    ("compute_gradients y too short", lambda m: m.compute_gradients(X, Y[:3]), ValueError,
+     "same number"),
+    ("compute_gradients training='yes'", lambda m: m.compute_gradients(X, Y, training="yes"),
+     TypeError, "training"),
+    ("compute_gradients loss='mse'", lambda m: m.compute_gradients(X, Y, loss="mse"), ValueError,
+     "loss"),
+    ("compute_gradients empty", lambda m: m.compute_gradients(X[:0], Y[:0]), ValueError,
+     "0 samples"),
+    ("compute_gradients sample_weight", lambda m: m.compute_gradients(X, Y, np.ones(3)),
+     ValueError, "sample_weight"),
+    ("predict_classes batch_size=-1", lambda m: m.predict_classes(X, batch_size=-1, verbose=0),
+     ValueError, "batch_size"),
+    ("predict_proba x NaN", lambda m: m.predict_proba(with_nan(X), verbose=0), ValueError, "NaN"),
+    ("build (None, 9, 9, 1)", lambda m: m.build((None, 9, 9, 1)), ValueError, "built for"),
+    ("add Input to a built model", lambda m: m.add(Input((8, 8, 1))), ValueError,
+     "already been configured"),
+    ("apply raw arrays", lambda m: m.optimizer.apply(
+        [np.zeros_like(w) for w in m.get_weights()], m.get_weights()), TypeError,
+     "optimizer.update(params, grads)"),
+    ("apply one gradient short", lambda m: m.optimizer.apply(
+        [np.zeros(v.shape, np.float32) for v in m.trainable_variables][:-1],
+        m.trainable_variables), ValueError, "one gradient per variable"),
+    ("apply a NaN gradient", lambda m: m.optimizer.apply(
+        [with_nan(np.zeros(v.shape, np.float32)) for v in m.trainable_variables],
+        m.trainable_variables), FloatingPointError, "non-finite"),
+    ("apply gradients of the wrong shape", lambda m: m.optimizer.apply(
+        [np.zeros(v.shape, np.float32).T for v in m.trainable_variables],
+        m.trainable_variables), ValueError, "shape"),
+    ("apply_gradients not pairs", lambda m: m.optimizer.apply_gradients([1, 2, 3]), TypeError,
+     "grads_and_vars"),
+    ("apply another model's variables", lambda m: m.optimizer.apply(
+        [np.zeros((3, 2), np.float32)], [Sequential([Dense(2, input_shape=(3,),
+                                                           use_bias=False)]).layers[0].kernel]),
+     ValueError, "do not match"),
+    ("kernel.assign wrong shape", lambda m: m.layers[0].kernel.assign(np.zeros((3, 3))),
+     ValueError, "must match"),
+    ("kernel.assign NaN", lambda m: m.layers[0].kernel.assign(
+        with_nan(m.layers[0].kernel.numpy())), ValueError, "NaN"),
+    ("kernel.assign strings", lambda m: m.layers[-1].bias.assign(["a", "b", "c"]), TypeError,
+     "value"),
+    ("learning_rate variable := -1", lambda m: m.optimizer.variables[1].assign(-1.0), ValueError,
+     "learning_rate"),
+    ("iteration variable := -1", lambda m: m.optimizer.variables[0].assign(-1), ValueError,
+     "iterations"),
+    ("layer.activation = 'swishy'", lambda m: setattr(m.layers[0], "activation", "swishy"),
+     ValueError, "activation function identifier"),
+    ("compile loss reduction='sum'", lambda m: m.compile(
+        optimizer="sgd", loss=minicnn.losses.CategoricalCrossentropy(reduction="sum")),
+     ValueError, "reduction"),
+    ("compile loss axis=0", lambda m: m.compile(
+        optimizer="sgd", loss=minicnn.losses.CategoricalCrossentropy(axis=0)), ValueError,
+     "axis"),
 ]
 
 
+@pytest.mark.filterwarnings("ignore:predict_(classes|proba) is Keras 2 API:FutureWarning")
 @pytest.mark.parametrize("case", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
 def test_rejected_call_names_the_problem_and_changes_nothing(trained, case):
     what, call, error, words = case
@@ -239,7 +295,7 @@ def test_a_rejected_add_leaves_the_model_usable():
 
 # --- constructors and free functions: (id, call, type, words) ------------------------------
 CONSTRUCTOR_CASES = [
-    ("Conv2D filters=0", lambda: Conv2D(0, 3), ValueError, "Received: filters=0"),
+    ("Conv2D filters=0", lambda: Conv2D(0, 3), ValueError, "Received filters=0"),
     ("Conv2D filters=2.5", lambda: Conv2D(2.5, 3), TypeError, "filters=2.5"),
     ("Conv2D filters='8'", lambda: Conv2D("8", 3), TypeError, "filters='8'"),
     ("Conv2D filters=True", lambda: Conv2D(True, 3), TypeError, "filters=True"),
@@ -323,6 +379,63 @@ CONSTRUCTOR_CASES = [
     ("set_floatx('float16')", lambda: minicnn.set_floatx("float16"), ValueError, "float16"),
     ("to_categorical(['a'])", lambda: minicnn.utils.to_categorical(["a"]), TypeError, "dtype"),
     ("to_categorical([-1])", lambda: minicnn.utils.to_categorical([-1]), ValueError, ">= 0"),
+    # issue 13: Keras's arguments and the new entry points
+    ("Conv2D channels_first", lambda: Conv2D(8, 3, data_format="channels_first"), ValueError,
+     "data_format"),
+    ("Conv2D dilation_rate=2", lambda: Conv2D(8, 3, dilation_rate=2), ValueError,
+     "dilation_rate"),
+    ("Conv2D groups=2", lambda: Conv2D(8, 3, groups=2), ValueError, "groups"),
+    ("Dense trainable=False", lambda: Dense(2, trainable=False), ValueError, "trainable"),
+    ("Dense foo=1", lambda: Dense(2, foo=1), ValueError, "foo"),
+    ("Dense input_dim=0", lambda: Dense(2, input_dim=0), ValueError, "input_shape"),
+    ("Dropout noise_shape", lambda: Dropout(0.5, noise_shape=(1, 2)), ValueError,
+     "noise_shape"),
+    ("Input()", lambda: Input(), ValueError, "shape"),
+    ("Input shape (0,)", lambda: Input((0,)), ValueError, "shape"),
+    ("Input sparse=True", lambda: Input((3,), sparse=True), ValueError, "sparse"),
+    ("Adam clipnorm=1", lambda: optimizers.Adam(clipnorm=1.0), ValueError, "clipnorm"),
+    ("Adam amsgrad=True", lambda: optimizers.Adam(amsgrad=True), ValueError, "amsgrad"),
+    ("Adam foo=1", lambda: optimizers.Adam(foo=1), ValueError, "foo"),
+    ("Adam name=5", lambda: optimizers.Adam(name=5), TypeError, "name"),
+    ("RandomNormal stddev='x'", lambda: initializers.RandomNormal(stddev="x"), TypeError,
+     "stddev"),
+    ("VarianceScaling scale=-1", lambda: initializers.VarianceScaling(scale=-1), ValueError,
+     "scale"),
+    ("VarianceScaling mode=[]", lambda: initializers.VarianceScaling(mode=[]), ValueError,
+     "mode"),
+    ("GlorotUniform seed=-1", lambda: initializers.GlorotUniform(seed=-1), ValueError, "seed"),
+    ("GlorotUniform seed='a'", lambda: initializers.GlorotUniform(seed="a"), TypeError, "seed"),
+    ("Constant('a')", lambda: initializers.Constant("a"), TypeError, "value"),
+    ("initializer shape -1", lambda: initializers.Zeros()((-1, 2)), ValueError, "shape"),
+    ("CCE from_logits='yes'", lambda: minicnn.losses.CategoricalCrossentropy(from_logits="yes"),
+     TypeError, "from_logits"),
+    ("CCE label_smoothing=2", lambda: minicnn.losses.CategoricalCrossentropy(label_smoothing=2),
+     ValueError, "label_smoothing"),
+    ("CCE reduction='avg'", lambda: minicnn.losses.CategoricalCrossentropy(reduction="avg"),
+     ValueError, "reduction"),
+    ("SCCE ignore_class=0", lambda: minicnn.losses.SparseCategoricalCrossentropy(ignore_class=0),
+     ValueError, "ignore_class"),
+    ("cce shapes differ", lambda: minicnn.losses.categorical_crossentropy(np.eye(3), np.eye(2)),
+     ValueError, "same shape"),
+    ("set_epsilon(0)", lambda: minicnn.backend.set_epsilon(0), ValueError, "value"),
+    ("set_image_data_format channels_first",
+     lambda: minicnn.backend.set_image_data_format("channels_first"), ValueError, "data_format"),
+    ("model_from_json junk", lambda: minicnn.models.model_from_json("{nope"), ValueError,
+     "model_from_json"),
+    ("model_from_json Functional", lambda: minicnn.models.model_from_json(
+        '{"class_name": "Functional", "config": {}}'), ValueError, "Sequential"),
+    ("model_from_json unknown layer", lambda: minicnn.models.model_from_json(
+        '{"class_name": "Sequential", "config": {"layers": [{"class_name": "LSTM"}]}}'),
+     ValueError, "LSTM"),
+    ("model_from_json 5", lambda: minicnn.models.model_from_json(5), TypeError, "json_string"),
+    ("clone_model('x')", lambda: minicnn.models.clone_model("x"), TypeError, "model"),
+    ("Sequential(trainable=False)", lambda: Sequential(trainable=False), ValueError,
+     "trainable"),
+    ("Dense.from_config units=0", lambda: Dense.from_config({"units": 0}), ValueError, "units"),
+    ("Dense.from_config 5", lambda: Dense.from_config(5), TypeError, "config"),
+    ("L1L2.from_config l1=-1", lambda: regularizers.L1L2.from_config({"l1": -1}), ValueError,
+     "l1"),
+    ("metrics.get('auc')", lambda: minicnn.metrics.get("auc"), ValueError, "auc"),
 ]
 
 
@@ -431,6 +544,14 @@ CONSTRUCTORS = [
     (optimizers.SGD, {}, ["learning_rate", "momentum", "nesterov"]),
     (callbacks.EarlyStopping, {}, ["patience", "min_delta", "mode", "baseline",
                                    "restore_best_weights", "start_from_epoch"]),
+    (initializers.VarianceScaling, {}, ["scale", "mode", "distribution", "seed"]),
+    (initializers.RandomUniform, {}, ["minval", "maxval", "seed"]),
+    (initializers.Orthogonal, {}, ["gain", "seed"]),
+    (minicnn.losses.CategoricalCrossentropy, {}, ["from_logits", "label_smoothing", "axis",
+                                                  "reduction", "name", "dtype"]),
+    (Input, {"shape": (3,)}, ["shape", "dtype", "sparse", "name", "optional"]),
+    (Conv2D, {"filters": 2, "kernel_size": 3}, ["data_format", "dilation_rate", "groups",
+                                                "trainable", "kernel_constraint"]),
 ]
 
 

@@ -213,7 +213,7 @@ def test_optimizer_never_touches_the_moving_statistics():
     # momentum 0: the moving statistics are exactly the last batch's, no optimizer step added
     np.testing.assert_allclose(bnl.params["moving_mean"], x.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(bnl.params["moving_variance"], x.var(axis=0), rtol=1e-5)
-    assert len(model.optimizer.variables()) == 2 * 4  # m and v for gamma, beta, kernel, bias
+    assert len(model.optimizer.slot_arrays()) == 2 * 4  # m and v for gamma, beta, kernel, bias
     assert bnl.needs_input_grad is False  # first layer: no input gradient computed
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import minicnn
-from minicnn import cli, models
+from minicnn import architectures, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def test_a_missing_corrupt_or_mismatched_model_file_is_one_line(capsys, tmp_path
     corrupt.write_bytes(b"PK\x03\x04 not really")
     other = tmp_path / "other.npz"
     minicnn.set_random_seed(0)
-    models.seed_model(input_shape=(10, 10, 1)).save(other)
+    architectures.seed_model(input_shape=(10, 10, 1)).save(other)
     for argv, words in [
         (["explain", "--model", str(tmp_path / "missing.npz")], ["missing.npz", "no such file"]),
         (["explain", "--model", str(corrupt)], ["corrupt.npz", "not a minicnn save file"]),

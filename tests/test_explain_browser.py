@@ -104,7 +104,7 @@ PIXEL = """((name, f, i, j) => {
 def test_hovering_a_conv_pixel_shows_its_window_and_filter(pages, browser, model, layer, f):
     """The pointer on pixel (i, j) of filter f: the panel shows that pixel, and its z, worked
     out by the page's script from the embedded float32 arrays, is the walk's float64 z."""
-    from minicnn import datasets, models
+    from minicnn import architectures, datasets
     from minicnn.gradcheck import freeze_dropout
     from minicnn.layers.base import clear_session
     from minicnn.walkthrough import walk
@@ -113,7 +113,7 @@ def test_hovering_a_conv_pixel_shows_its_window_and_filter(pages, browser, model
     try:
         clear_session()
         minicnn.set_random_seed(0)  # the page's model and masks: --seed 0
-        net = models.build(model)
+        net = architectures.build(model)
         net.compile(loss="categorical_crossentropy", optimizer="adam")
         freeze_dropout(net.layers, np.random.default_rng(0))
         ds = datasets.load("mnist")

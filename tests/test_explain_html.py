@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import signal
 
 import minicnn
-from minicnn import datasets, models
+from minicnn import architectures, datasets
 from minicnn.cli import main
 from minicnn.commands import explain as explain_cmd
 from minicnn.gradcheck import freeze_dropout
@@ -187,7 +187,7 @@ def test_worked_conv_pixel_is_the_largest_output_and_right(pages):
     f, i, j, z = _probe(page.text, "conv2d")
     clear_session()
     minicnn.set_random_seed(0)  # the page's model: --seed 0
-    model = models.seed_model()
+    model = architectures.seed_model()
     w, b = (a.astype(np.float64) for a in model.layers[0].get_weights())
     x = datasets.load("mnist").x_train[0].astype(np.float64) / 255
     out = np.stack([signal.correlate2d(x, w[:, :, 0, k], mode="valid") + b[k]
@@ -213,7 +213,7 @@ def test_probabilities_on_the_page_are_the_walk_of_the_saved_model(numpy_backend
     """From a trained, saved model: the page's p (SVG bar titles) equals the same training-mode
     step recomputed here with the layers of the model as loaded, in float32."""
     minicnn.set_random_seed(3)
-    model = models.seed_model()
+    model = architectures.seed_model()
     model.compile(loss="categorical_crossentropy", optimizer="adam")
     ds = datasets.load("mnist")
     x = ds.x_train[:256].reshape(-1, 28, 28, 1).astype("float32") / 255
@@ -262,7 +262,7 @@ def test_walk_arrays_survive_the_checks(float64, numpy_backend):
     arrays of the walk, not of a perturbed re-run."""
     clear_session()
     minicnn.set_random_seed(0)
-    model = models.deep_model()
+    model = architectures.deep_model()
     model.compile(loss="categorical_crossentropy", optimizer="adam")
     freeze_dropout(model.layers, np.random.default_rng(0))
     x = np.random.default_rng(1).random((1, 28, 28, 1))
@@ -284,22 +284,22 @@ def test_walk_arrays_survive_the_checks(float64, numpy_backend):
 
 # --- which model --------------------------------------------------------------------------------
 def test_architecture_name_recognises_the_builders_without_side_effects(tmp_path):
-    from minicnn.layers import base
+    from minicnn import naming
 
     clear_session()
     minicnn.set_random_seed(0)
-    seed, deep = models.seed_model(), models.deep_model()
+    seed, deep = architectures.seed_model(), architectures.deep_model()
     seed.save(tmp_path / "s.npz")
     loaded = minicnn.load_model(tmp_path / "s.npz")
     other = minicnn.Sequential([minicnn.layers.Flatten(input_shape=(28, 28, 1)),
                                 minicnn.layers.Dense(10, activation="softmax")])
-    state, names = minicnn.random._root.bit_generator.state, dict(base._NAME_COUNTS)
-    assert models.architecture_name(seed) == "seed"
-    assert models.architecture_name(deep) == "deep"
-    assert models.architecture_name(loaded) == "seed"
-    assert models.architecture_name(other) is None
+    state, names = minicnn.random._root.bit_generator.state, dict(naming._NAME_COUNTS)
+    assert architectures.architecture_name(seed) == "seed"
+    assert architectures.architecture_name(deep) == "deep"
+    assert architectures.architecture_name(loaded) == "seed"
+    assert architectures.architecture_name(other) is None
     assert minicnn.random._root.bit_generator.state == state, "the random stream moved"
-    assert dict(base._NAME_COUNTS) == names, "layer naming moved"
+    assert dict(naming._NAME_COUNTS) == names, "layer naming moved"
 
 
 def test_text_walk_on_the_deep_model_and_a_saved_deep_model(numpy_backend, tmp_path, capsys):
@@ -308,7 +308,7 @@ def test_text_walk_on_the_deep_model_and_a_saved_deep_model(numpy_backend, tmp_p
     assert "Deep model, 1,199,882 parameters, freshly initialised" in out
     assert re.search(r"^  conv2d_1\s+\(2, 24, 24, 64\)", out, flags=re.M)
     clear_session()
-    models.deep_model().save(tmp_path / "d.npz")
+    architectures.deep_model().save(tmp_path / "d.npz")
     assert main(["explain", "--model", str(tmp_path / "d.npz"), "--batch", "1"]) == 0
     out = capsys.readouterr().out
     assert f"Deep model, 1,199,882 parameters, weights from {tmp_path / 'd.npz'}" in out
@@ -325,7 +325,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(explain_cmd, "_load_data", refuse)
     monkeypatch.setattr(explain_cmd, "walk", refuse)
-    monkeypatch.setattr(minicnn.models, "build", refuse)
+    monkeypatch.setattr(minicnn.architectures, "build", refuse)
 
 
 def _one_line_error(capsys, *parts):

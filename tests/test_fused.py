@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minicnn
-from minicnn import models
+from minicnn import architectures
 from minicnn.config import numba_available  # noqa: E402
 from minicnn.fusion import ConvReluPool, plan  # noqa: E402
 from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -204,12 +204,12 @@ def _kinds(units):
 
 
 def test_fuse_groups_the_seed_and_deep_models():
-    seed = models.seed_model()  # built, so its first layer needs no input gradient
+    seed = architectures.seed_model()  # built, so its first layer needs no input gradient
     seed._set_input_grad_flags()
     assert _kinds(fuse(seed.layers)) == [
         "Fused(Conv2D,MaxPooling2D,Dropout,Flatten,Dropout,Dense)",  # the whole network
     ]
-    assert _kinds(fuse(models.deep_model().layers)) == [
+    assert _kinds(fuse(architectures.deep_model().layers)) == [
         "Fused(Conv2D)",
         "Fused(Conv2D,MaxPooling2D,Dropout,Flatten)",
         "Dense",

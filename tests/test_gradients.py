@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn import gradcheck, losses
+from minicnn.architectures import deep_model, seed_model
 from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from minicnn.models import deep_model, seed_model
 from tests.tolerances import GRADCHECK_F64
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -57,9 +57,9 @@ def test_conv_gradients_hold_for_random_geometry(n, hw, c, f, k, s, padding, see
 def test_fused_softmax_crossentropy_gradient(rng):
     z = rng.standard_normal((4, 6)) * 3
     y = np.eye(6)[rng.integers(0, 6, 4)]
-    loss, dz = losses.CategoricalCrossentropy().from_logits(y, z)
+    loss, dz = losses.CategoricalCrossentropy().with_logits(y, z)
     numeric = gradcheck.numerical_gradient(
-        lambda: losses.CategoricalCrossentropy().from_logits(y, z)[0], z)
+        lambda: losses.CategoricalCrossentropy().with_logits(y, z)[0], z)
     assert gradcheck.rel_error(dz, numeric) < GRADCHECK_F64
     # and the value: -mean log p of the true class, computed independently
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
@@ -70,8 +70,8 @@ def test_clipped_probability_crossentropy_gradient(rng):
     p = rng.random((5, 4)) + 0.05          # unnormalised, inside the clip range
     y = np.eye(4)[rng.integers(0, 4, 5)]
     cce = losses.CategoricalCrossentropy()
-    _, dp = cce.from_probabilities(y, p)
-    numeric = gradcheck.numerical_gradient(lambda: cce.from_probabilities(y, p)[0], p)
+    _, dp = cce.with_probabilities(y, p)
+    numeric = gradcheck.numerical_gradient(lambda: cce.with_probabilities(y, p)[0], p)
     assert gradcheck.rel_error(dp, numeric) < GRADCHECK_F64
 
 
@@ -99,7 +99,7 @@ def test_whole_model_gradients(backend, build, rng):
 def test_sparse_and_categorical_losses_agree(rng):
     z = rng.standard_normal((6, 3))
     labels = rng.integers(0, 3, 6)
-    a = losses.SparseCategoricalCrossentropy().from_logits(labels, z)
-    b = losses.CategoricalCrossentropy().from_logits(minicnn.utils.to_categorical(labels, 3), z)
+    a = losses.SparseCategoricalCrossentropy().with_logits(labels, z)
+    b = losses.CategoricalCrossentropy().with_logits(minicnn.utils.to_categorical(labels, 3), z)
     assert a[0] == pytest.approx(b[0], rel=1e-12)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-12)

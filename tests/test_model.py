@@ -5,8 +5,8 @@ import pytest
 
 import minicnn
 from minicnn import Sequential
+from minicnn.architectures import seed_model
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from minicnn.models import seed_model
 from minicnn.utils import to_categorical
 
 # Keras 3.15's model.summary() for the seed model on an 80-column terminal (KERAS_FACTS.md)

@@ -95,13 +95,13 @@ def test_an_overflowing_update_is_refused_whole(backend, opt, scale):
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_optimizer_refuses_a_non_finite_gradient_before_writing(backend, opt, bad):
     params = [np.ones((4, 3), np.float32), np.zeros(3, np.float32)]
-    opt.apply(params, [np.full((4, 3), 0.5, np.float32), np.full(3, 0.5, np.float32)])
-    before = ([p.copy() for p in params], [v.copy() for v in opt.variables()], opt.iterations)
+    opt.update(params, [np.full((4, 3), 0.5, np.float32), np.full(3, 0.5, np.float32)])
+    before = ([p.copy() for p in params], [v.copy() for v in opt.slot_arrays()], opt.iterations)
     grads = [np.full((4, 3), 0.5, np.float32), np.array([0.5, bad, 0.5], np.float32)]
     with pytest.raises(optimizers.NonFiniteUpdateError, match="gradient holds 1 NaN or inf") as e:
-        opt.apply(params, grads)
+        opt.update(params, grads)
     assert e.value.index == 1
-    for got, want in zip(params + opt.variables(), before[0] + before[1]):
+    for got, want in zip(params + opt.slot_arrays(), before[0] + before[1]):
         np.testing.assert_array_equal(got, want)  # parameter 0 untouched too
     assert opt.iterations == before[2]
 

@@ -27,7 +27,7 @@ def run(opt, g, steps=2):
     w = np.array([3.0, -1.5], dtype=np.float32)
     trace = []
     for _ in range(steps):
-        opt.apply([w], [np.asarray(g, dtype=np.float32)])
+        opt.update([w], [np.asarray(g, dtype=np.float32)])
         trace.append((w.copy(), *(s[0].copy() for s in opt.slots.values())))
     return trace
 
@@ -75,7 +75,7 @@ def test_plain_sgd_by_hand():
 def test_optimizer_state_round_trip():
     opt = Adam()
     w = np.ones(3, np.float32)
-    opt.apply([w], [np.full(3, 0.1, np.float32)])
+    opt.update([w], [np.full(3, 0.1, np.float32)])
     state = opt.get_state()
     other = Adam()
     other.set_state(state, [w])
@@ -115,10 +115,10 @@ def test_compiled_update_is_bit_identical_to_numpy(make, dtype):
         try:
             opt, params = make(), [w.copy() for w in start]
             for g in grads:
-                opt.apply(params, g)
+                opt.update(params, g)
         finally:
             minicnn.set_backend(old)
-        finals[name] = params + opt.variables()
+        finals[name] = params + opt.slot_arrays()
     assert not np.array_equal(finals["numpy"][0], start[0])  # the steps moved the weights
     for a, b in zip(finals["numpy"], finals["numba"]):
         np.testing.assert_array_equal(a, b)
@@ -131,7 +131,7 @@ def test_compiled_update_skips_non_contiguous_parameters():
     old = minicnn.config.backend_setting()
     minicnn.set_backend("numba")
     try:
-        Adam(learning_rate=0.1).apply([w], [np.ones((4, 3), np.float32)])
+        Adam(learning_rate=0.1).update([w], [np.ones((4, 3), np.float32)])
     finally:
         minicnn.set_backend(old)
     np.testing.assert_allclose(w_full[:, ::2], 0.9, rtol=1e-5)  # eps shifts it by 1e-6

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.keras
 
 pytest.importorskip(os.environ.get("KERAS_BACKEND", "tensorflow"))
 
-from minicnn import models  # noqa: E402
+from minicnn import architectures, models  # noqa: E402
 from minicnn import optimizers as mopt  # noqa: E402
 from minicnn.cli import main as cli_main  # noqa: E402
 from reference import mutants, suite, tolerances  # noqa: E402
@@ -64,7 +64,7 @@ def seed_batch():
 
 
 def _seed_model(name="seed", seed=1):
-    model = models.build(name)
+    model = architectures.build(name)
     model.compile()
     randomize_biases(model, np.random.default_rng(seed))
     return model
@@ -139,7 +139,7 @@ def test_naive_backend_on_the_zoo():
 
 def test_short_trajectory_tracks_keras(dataset):
     x, y = image_batch(dataset, 512)
-    model = models.build("seed")
+    model = architectures.build("seed")
     w0 = model.get_weights()
     rows, extras = trajectory(model, x, y, steps=12, batch_size=32, checkpoints=(1, 12))
     assert all(r.ok for r in rows), _failures(rows)
@@ -246,7 +246,7 @@ def test_adam_hand_check_epsilon_hat():
     for _ in range(2):
         opt.apply_gradients([(ops.convert_to_tensor(g), w_keras)])
         text.apply_gradients([(ops.convert_to_tensor(g), w_text)])
-        ours.apply([w_ours], [np.array(g)])
+        ours.update([w_ours], [np.array(g)])
     ulp = np.spacing(np.float32(3.0))
     assert f"{float(to_numpy(w_keras)):.7f}" == "2.9999990"
     assert abs(float(to_numpy(w_text)) - 2.9999751) <= ulp
@@ -256,7 +256,7 @@ def test_adam_hand_check_epsilon_hat():
 
 @pytest.mark.parametrize("name", ["seed", "deep"])
 def test_summary_matches_keras(name):
-    model = models.build(name)
+    model = architectures.build(name)
     row, diffs = summary_row(model)
     assert row.ok, "\n".join(diffs)
     row, diffs = trained_summary_row(model)  # adds "Optimizer params" on both sides
@@ -267,7 +267,7 @@ def test_summary_matches_keras(name):
 
 
 def test_from_keras_takes_keras_initialisation():
-    spec = models.build("deep")
+    spec = architectures.build("deep")
     kmodel = to_keras(spec, dropout="keras", copy_weights=False)  # Keras's own Glorot weights
     model = from_keras(kmodel)
     for a, b in zip(model.get_weights(), kmodel.get_weights()):
@@ -286,7 +286,7 @@ def test_twin_rejects_bad_input():
     with pytest.raises(ValueError, match="built model"):
         to_keras(unbuilt)
     with pytest.raises(ValueError, match="dropout"):
-        to_keras(models.build("seed"), dropout="random")
+        to_keras(architectures.build("seed"), dropout="random")
     inputs = keras.Input((3,))
     functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     with pytest.raises(TypeError, match="keras.Sequential"):
@@ -351,7 +351,7 @@ def test_trajectory_flags_a_broken_twin_at_once(dataset):
     x, y = image_batch(dataset, 256)
     mutant = mutants.get("unscaled-dropout")
     rows, _ = trajectory(
-        models.build("seed"),
+        architectures.build("seed"),
         x,
         y,
         steps=3,

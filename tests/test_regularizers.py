@@ -46,7 +46,8 @@ def test_get_follows_keras_names_and_defaults():
     reg = L1L2(0.1, 0.2)
     assert regularizers.get(reg) is reg
     assert regularizers.get(regularizers.serialize(reg)) == reg
-    assert regularizers.serialize(L2(0.5)) == {"class_name": "L2", "config": {"l2": 0.5}}
+    assert regularizers.serialize(L2(0.5)) == {"module": "keras.regularizers", "class_name": "L2",
+                                               "config": {"l2": 0.5}, "registered_name": None}
 
 
 @pytest.mark.parametrize("bad", ["l1_l2", "ridge", lambda w: 0.0, 3])

@@ -76,7 +76,7 @@ def snapshot(model) -> dict:
     }
     if model.optimizer is not None:
         snap["iterations"] = model.optimizer.iterations
-        snap["slots"] = [a.copy() for a in model.optimizer.variables()]
+        snap["slots"] = [a.copy() for a in model.optimizer.slot_arrays()]
     return snap
 
 
@@ -117,7 +117,7 @@ def test_save_and_load_model_round_trip_is_exact(tmp_path):
     assert loaded.metrics == ["accuracy"]
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     assert loaded.optimizer.iterations == model.optimizer.iterations == 3
-    assert_same_arrays(loaded.optimizer.variables(), model.optimizer.variables(), "slots")
+    assert_same_arrays(loaded.optimizer.slot_arrays(), model.optimizer.slot_arrays(), "slots")
     # dropout: same seeds, and the counters continue where training stopped
     for a, b in zip(loaded.layers, model.layers, strict=True):
         if isinstance(a, Dropout):
@@ -191,7 +191,7 @@ def test_float64_sgd_momentum_and_custom_initializer_round_trip(tmp_path):
     assert loaded.layers[0].params["kernel"].dtype == np.float64
     assert_same_arrays(loaded.get_weights(), model.get_weights(), "weights")
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
-    assert_same_arrays(loaded.optimizer.variables(), model.optimizer.variables(), "slots")
+    assert_same_arrays(loaded.optimizer.slot_arrays(), model.optimizer.slot_arrays(), "slots")
 
 
 def test_uncompiled_model_round_trip(tmp_path):
@@ -227,7 +227,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     h1 = resumed.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
 
     assert_same_arrays(resumed.get_weights(), straight.get_weights(), "weights after epoch 2")
-    assert_same_arrays(resumed.optimizer.variables(), straight.optimizer.variables(), "slots")
+    assert_same_arrays(resumed.optimizer.slot_arrays(), straight.optimizer.slot_arrays(), "slots")
     assert resumed.optimizer.iterations == straight.optimizer.iterations == 6
     for key in ("loss", "accuracy"):
         assert h1.history[key][0] == h2.history[key][1], f"epoch-2 {key} differs"
@@ -472,7 +472,7 @@ def test_shuffled_resume_with_initial_epoch_is_bit_identical(tmp_path):
     """fit(epochs=2, seed=s) == fit(epochs=1, seed=s); save; load; fit(epochs=2, initial_epoch=1,
     seed=s): each epoch's shuffle is seeded by (seed, epoch), as a resumed Keras run expects."""
     import minicnn
-    from minicnn.models import seed_model
+    from minicnn.architectures import seed_model
     from minicnn.utils import to_categorical
 
     rng = np.random.default_rng(5)

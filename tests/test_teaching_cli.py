@@ -187,7 +187,7 @@ def test_figures_trains_then_writes_seven_pngs(numpy_backend, tmp_path, capsys):
 
 def test_figures_from_a_saved_model_and_history(numpy_backend, tmp_path, capsys):
     minicnn.set_random_seed(2)
-    model = minicnn.models.seed_model()
+    model = minicnn.architectures.seed_model()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     rng = np.random.default_rng(0)
     x = rng.random((64, 28, 28, 1)).astype("float32")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import models
+from minicnn import architectures
 from minicnn.kernels import numba_config
 
 THREADS = 4
@@ -56,7 +56,7 @@ def _hammer(work, n_threads=THREADS):
 
 def test_predict_and_evaluate_from_four_threads_match_one_thread(backend):
     minicnn.set_random_seed(0)
-    model = models.seed_model()
+    model = architectures.seed_model()
     model.compile(metrics=["accuracy"])
     rng = np.random.default_rng(0)
     # different batch sizes per call, so calls reuse and resize the fused unit's buffers
@@ -93,7 +93,7 @@ def test_two_models_in_two_threads_and_the_blas_limit_is_restored():
         pytest.skip("threadpoolctl is not installed")
     before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     minicnn.set_random_seed(1)
-    a, b = models.seed_model(), models.deep_model()
+    a, b = architectures.seed_model(), architectures.deep_model()
     x = np.random.default_rng(1).random((16, 28, 28, 1), dtype=np.float32)
     want = {id(a): a.predict(x), id(b): b.predict(x)}
     results = {}
@@ -111,7 +111,7 @@ def test_two_models_in_two_threads_and_the_blas_limit_is_restored():
 
 def test_training_in_one_thread_while_another_predicts():
     minicnn.set_random_seed(2)
-    model = models.seed_model()
+    model = architectures.seed_model()
     model.compile(metrics=["accuracy"])
     rng = np.random.default_rng(2)
     x = rng.random((256, 28, 28, 1), dtype=np.float32)

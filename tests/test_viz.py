@@ -10,7 +10,7 @@ from matplotlib.image import imread
 from scipy import signal
 
 import minicnn
-from minicnn import datasets, models, viz
+from minicnn import architectures, datasets, viz
 from minicnn.utils import to_categorical
 
 # Values drawn are float64 copies of float32 model outputs: equal to float32 rounding.
@@ -30,7 +30,7 @@ def trained():
     x_train = ds.x_train[:500].reshape(-1, 28, 28, 1).astype("float32") / 255
     x_test = ds.x_test[:200].reshape(-1, 28, 28, 1).astype("float32") / 255
     minicnn.set_random_seed(0)
-    model = models.seed_model()
+    model = architectures.seed_model()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     model.fit(
         x_train,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import atomic, config, datasets, models
+from minicnn import architectures, atomic, config, datasets
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.gradcheck import freeze_dropout
@@ -132,7 +132,7 @@ def check_arguments(args) -> None:
                          "choose it with --digit N)")
     if args.html is not None:
         check_writable(args.html)
-    if args.model not in models.BUILDERS and not Path(args.model).is_file():
+    if args.model not in architectures.BUILDERS and not Path(args.model).is_file():
         raise UsageError(f"argument --model: expected seed, deep or a saved model file; "
                          f"no such file: {args.model}")
 
@@ -142,10 +142,10 @@ def resolve_model(spec: str, seed: int):
 
     Raises UsageError for a file that is not a minicnn model on 28x28x1 images.
     """
-    if spec in models.BUILDERS:
+    if spec in architectures.BUILDERS:
         clear_session()
         set_random_seed(seed)
-        model = models.build(spec)
+        model = architectures.build(spec)
         where = "freshly initialised (Glorot uniform kernels, zero biases)"
         name = spec
     else:
@@ -158,7 +158,7 @@ def resolve_model(spec: str, seed: int):
         if tuple(saved.input_shape or ()) != INPUT_SHAPE:
             raise UsageError(f"argument --model: {spec} holds a model on inputs of shape "
                              f"{saved.input_shape}; explain needs 28x28x1 digits")
-        name = models.architecture_name(saved)
+        name = architectures.architecture_name(saved)
         clear_session()
         set_random_seed(seed)
         try:

@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from minicnn import datasets, models, optimizers, viz
+from minicnn import architectures, datasets, optimizers, viz
 from minicnn.commands.argtypes import add_train_samples, check_output_folder
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
@@ -113,7 +113,7 @@ def _quick_train(args, x_train, y_train, x_test, y_test):
     )
     clear_session()
     set_random_seed(args.seed)
-    model = models.seed_model(INPUT_SHAPE, NUM_CLASSES)
+    model = architectures.seed_model(INPUT_SHAPE, NUM_CLASSES)
     model.compile(
         loss="categorical_crossentropy", optimizer=optimizers.Adam(), metrics=["accuracy"]
     )

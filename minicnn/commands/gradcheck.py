@@ -22,7 +22,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn import config, gradcheck, models
+from minicnn import architectures, config, gradcheck
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
 from minicnn.layers.base import clear_session
@@ -55,7 +55,7 @@ def _image_size(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        choices=sorted(models.BUILDERS),
+        choices=sorted(architectures.BUILDERS),
         default="seed",
         help="which architecture (default: seed)",
     )
@@ -187,7 +187,7 @@ def _run(args) -> int:
     set_random_seed(args.seed)
     shape = (args.size, args.size, 1)
     clear_session()  # layer names as in a fresh process: conv2d, dense, ...
-    model = models.build(args.model, input_shape=shape)
+    model = architectures.build(args.model, input_shape=shape)
     model.compile(loss="categorical_crossentropy", optimizer="adam")
     x = rng.random((args.batch, *shape)).astype(args.dtype)  # pixels in [0, 1)
     y = np.eye(10, dtype=args.dtype)[rng.integers(0, 10, args.batch)]

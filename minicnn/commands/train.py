@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from minicnn import config, datasets, models, optimizers
+from minicnn import architectures, config, datasets, optimizers
 from minicnn.atomic import atomic_write
 from minicnn.commands.argtypes import add_train_samples, check_output_file
 from minicnn.commands.argtypes import positive_int as _positive_int
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        choices=tuple(models.BUILDERS),
+        choices=tuple(architectures.BUILDERS),
         default="seed",
         help="seed: the tutorial's CNN; deep: its commented-out variant "
         "with Conv2D(64) and Dense(128) (default: seed)",
@@ -213,7 +213,8 @@ def run(args) -> int:
     clear_session()
     if args.seed is not None:
         set_random_seed(args.seed)
-    model = models.build(args.model, input_shape=(IMG_ROWS, IMG_COLS, 1), num_classes=NUM_CLASSES)
+    model = architectures.build(args.model, input_shape=(IMG_ROWS, IMG_COLS, 1),
+                                num_classes=NUM_CLASSES)
     model.compile(
         loss="categorical_crossentropy", optimizer=optimizers.Adam(), metrics=["accuracy"]
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minicnn import activations
-from minicnn.layers.base import Layer
+from minicnn.layers.base import ActivationAttribute, Layer
 
 
 class Activation(Layer):
@@ -13,9 +13,11 @@ class Activation(Layer):
     Shapes: x (any) -> out (same shape).
     """
 
-    def __init__(self, activation, name=None, input_shape=None, dtype=None):
+    activation = ActivationAttribute()
+
+    def __init__(self, activation, **kwargs):
         activation = activations.get(activation)
-        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        super().__init__(**kwargs)
         self.activation = activation
 
     def forward(self, x, training=False):

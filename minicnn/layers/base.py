@@ -6,38 +6,28 @@ A layer holds its parameters and their gradients under the same keys (``params['
     out = layer.forward(x, training=False)      # fills layer.cache
     dx  = layer.backward(dout)                  # fills layer.grads, returns dL/dx
 
-Shapes exclude the batch axis in ``build(input_shape)`` and ``compute_output_shape``, as Keras.
+``build(input_shape)`` takes Keras's shape, batch axis first (``Dense(2).build((1, 3))`` or
+``(None, 3)``). A subclass writes its ``build`` as in Keras; ``Layer.__init_subclass__`` wraps
+it (Keras's Layer does the same with its build wrapper) so that every build, by the user, by
+the model or by a first call, runs the same bookkeeping: checks, dtype, ``built``. Inside
+minicnn, ``build_for``, ``compute_output_shape`` and ``weight_shapes`` take the shape of one
+sample, without the batch axis.
+
+Weights are read the Keras way through Variables (minicnn.variables): ``layer.weights``,
+``layer.trainable_weights``, ``layer.kernel``, ...; ``get_config()`` / ``from_config()`` round
+trip every layer, and ``from_config`` also reads Keras 3's own layer configs.
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
+import functools
 
 import numpy as np
 
-from minicnn import config, regularizers
+from minicnn import activations, config, regularizers
+from minicnn.naming import clear_session, snake_case, unique_name  # noqa: F401 (re-exported)
 from minicnn.validation import ArgumentTypeError, check_name, check_pair, invalid, is_int
-
-_NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
-
-
-def unique_name(base: str) -> str:
-    """'dense', then 'dense_1', 'dense_2', ... per process, as Keras names layers."""
-    n = _NAME_COUNTS[base]
-    _NAME_COUNTS[base] += 1
-    return base if n == 0 else f"{base}_{n}"
-
-
-def clear_session() -> None:
-    """Restart layer and model naming from 'conv2d', 'dense', 'sequential', as Keras's."""
-    _NAME_COUNTS.clear()
-
-
-def snake_case(name: str) -> str:
-    """'MaxPooling2D' -> 'max_pooling2d', Keras's rule for default layer names."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+from minicnn.variables import layer_variable
 
 
 def as_pair(value, arg: str) -> tuple[int, int]:
@@ -65,6 +55,114 @@ def check_shape(value, arg: str = "input_shape") -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def check_batch_shape(value, arg: str = "input_shape") -> tuple[int, ...]:
+    """Keras's full input shape: the batch axis (None or a positive int), then a sample shape.
+
+    Returns the sample shape (without the batch axis).
+    """
+    expected = "a shape with the batch axis first, such as (None, 28, 28, 1) or (1, 2)"
+    if isinstance(value, (str, bytes)) or is_int(value):
+        raise invalid(arg, expected, value, ArgumentTypeError)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise invalid(arg, expected, value, ArgumentTypeError) from None
+    if len(shape) < 2:
+        raise invalid(arg, expected, value)
+    batch = shape[0]
+    if batch is not None and not (is_int(batch) and int(batch) > 0):
+        raise invalid(arg, expected, value)
+    return check_shape(shape[1:], arg)
+
+
+# Keras 3 constructor arguments for features minicnn does not compute. Each is accepted at the
+# value that switches the feature off (so Keras code and Keras configs that pass the default
+# run unchanged) and refused by name otherwise, never silently ignored.
+def _is_one(value):
+    try:
+        return check_pair(value, "dilation_rate") == (1, 1)
+    except (TypeError, ValueError):
+        return False
+
+
+_OFF = {
+    "trainable": ((True,), "True (minicnn does not freeze layers)"),
+    "autocast": ((True, False), "a bool (minicnn computes in one dtype)"),
+    "activity_regularizer": ((None,), "None (activity regularizers are not implemented)"),
+    "kernel_constraint": ((None,), "None (weight constraints are not implemented)"),
+    "bias_constraint": ((None,), "None (weight constraints are not implemented)"),
+    "beta_constraint": ((None,), "None (weight constraints are not implemented)"),
+    "gamma_constraint": ((None,), "None (weight constraints are not implemented)"),
+    "data_format": (lambda v: v is None or (isinstance(v, str) and v.lower() == "channels_last"),
+                    "'channels_last' (minicnn is channels-last only)"),
+    "dilation_rate": (_is_one, "1 (dilated convolutions are not implemented)"),
+    "groups": ((1,), "1 (grouped convolutions are not implemented)"),
+    "lora_rank": ((None,), "None (LoRA is not implemented)"),
+    "lora_alpha": ((None,), "None (LoRA is not implemented)"),
+    "quantization_config": ((None,), "None (quantization is not implemented)"),
+    "noise_shape": ((None,), "None (Dropout draws one mask entry per unit)"),
+    "synchronized": ((False,), "False (one device only)"),
+    "renorm": ((False,), "False (batch renormalization is not implemented)"),
+    "renorm_clipping": ((None,), "None (batch renormalization is not implemented)"),
+    "renorm_momentum": (lambda v: True, "a float (unused without renorm)"),
+    "beta_regularizer": ((None,), "None (BatchNormalization penalties are not implemented)"),
+    "gamma_regularizer": ((None,), "None (BatchNormalization penalties are not implemented)"),
+    "beta_initializer": (("zeros", "Zeros"), "'zeros'"),
+    "gamma_initializer": (("ones", "Ones"), "'ones'"),
+    "moving_mean_initializer": (("zeros", "Zeros"), "'zeros'"),
+    "moving_variance_initializer": (("ones", "Ones"), "'ones'"),
+}
+
+
+def _is_off(value, allowed) -> bool:
+    if callable(allowed):
+        return allowed(value)
+    if isinstance(value, dict):  # a serialised initializer such as {'class_name': 'Zeros'}
+        value = value.get("class_name")
+    return any(value is a or (type(value) is type(a) and value == a) for a in allowed)
+
+
+def check_keras_arguments(cls_name: str, kwargs: dict, accepted=()) -> dict:
+    """Check the Keras-only keyword arguments of a layer; returns {} or raises.
+
+    ``input_dim`` (Keras 2 style, ``Dense(32, input_dim=784)``) is returned as
+    ``{'input_shape': (input_dim,)}``. A name Keras does not know raises Keras's error:
+    ``Unrecognized keyword arguments passed to Dense: {'foo': 1}``.
+    """
+    out, unknown = {}, {}
+    for arg, value in kwargs.items():
+        if arg == "input_dim":
+            out["input_shape"] = (value,) if is_int(value) else value
+        elif arg in _OFF and (arg in accepted or arg in _COMMON):
+            _keras_refusal(arg, value)
+            allowed, expected = _OFF[arg]
+            if not _is_off(value, allowed):
+                raise invalid(arg, expected, value)
+        else:
+            unknown[arg] = value
+    if unknown:
+        raise ValueError(f"Unrecognized keyword arguments passed to {cls_name}: {unknown}")
+    return out
+
+
+_COMMON = ("trainable", "autocast", "activity_regularizer")
+
+
+def _keras_refusal(arg, value) -> None:
+    """Keras's own error, for the values Keras itself refuses (before minicnn's 'not
+    implemented' for the values Keras accepts and minicnn does not compute)."""
+    if arg == "trainable" and not isinstance(value, bool):
+        raise ValueError(f"Expected `trainable` to be a boolean. Received: trainable={value} "
+                         f"(of type {type(value)})")
+    if arg == "data_format" and value is not None and (
+            not isinstance(value, str) or value.lower() not in ("channels_first", "channels_last")):
+        raise ValueError(f"The `data_format` argument must be one of "
+                         f"{{'channels_first', 'channels_last'}}. Received: data_format={value}")
+    if arg == "groups" and (not is_int(value) or int(value) <= 0):
+        raise ValueError(f"The number of groups must be a positive integer. "
+                         f"Received: groups={value}.")
+
+
 def check_dtype(value, arg: str = "dtype") -> str | None:
     """None, or a float dtype minicnn computes in: 'float32' or 'float64'."""
     if value is None:
@@ -78,11 +176,40 @@ def check_dtype(value, arg: str = "dtype") -> str | None:
     return name
 
 
-class Layer:
-    """Base class: naming, building on first call, weights I/O and input checks."""
+class ActivationAttribute:
+    """``layer.activation``: settable at any time to a name, a function, an activation or None
+    (linear), as in Keras (``layer.activation = None``); reads back as a minicnn activation."""
 
-    def __init__(self, name: str | None = None, input_shape=None, dtype=None):
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else getattr(obj, self.slot)
+
+    def __set__(self, obj, value):
+        setattr(obj, self.slot, activations.get(value))
+
+
+class Layer:
+    """Base class: naming, building on first call, weights I/O and input checks.
+
+    Keyword arguments beyond name, input_shape and dtype are Keras's (``input_dim``,
+    ``trainable``, ...): see ``check_keras_arguments``; a subclass names the Keras-only ones
+    it accepts in ``keras_only``.
+    """
+
+    keras_only: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in vars(cls):
+            cls.build = _build_wrapper(vars(cls)["build"])
+
+    def __init__(self, name: str | None = None, input_shape=None, dtype=None, **kwargs):
         name = check_name(name)
+        extra = check_keras_arguments(type(self).__name__, kwargs, self.keras_only)
+        if input_shape is None:
+            input_shape = extra.get("input_shape")
         self.input_shape = check_shape(input_shape) if input_shape is not None else None
         self.dtype = check_dtype(dtype)
         self.name = name or unique_name(snake_case(type(self).__name__))
@@ -100,7 +227,11 @@ class Layer:
 
     # --- to override -------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...]) -> None:
-        """Create parameters for inputs of shape (batch,) + input_shape."""
+        """Create the parameters for inputs of Keras's shape (batch, *sample), e.g. (None, 3).
+
+        Called once, by the model, by the first call on data, or by the user; a second call
+        with the same sample shape does nothing.
+        """
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape for inputs of per-sample input_shape; raises ValueError
@@ -122,10 +253,30 @@ class Layer:
         """Constructor arguments, enough to rebuild the layer (saving uses this)."""
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config: dict):
+        """The layer get_config() describes; Keras 3's layer configs are read too (their
+        'module', dtype-policy and default-valued Keras-only entries are understood)."""
+
+        return cls(**layer_kwargs(cls, config))
+
     # --- shared machinery --------------------------------------------------------------------
     def build_for(self, input_shape, rng=None) -> None:
-        """Build once for per-sample input_shape, in the configured float dtype."""
+        """Build once for per-sample input_shape (no batch axis), in the configured float
+        dtype, drawing initial weights from rng (None: minicnn's global stream)."""
         input_shape = check_shape(input_shape)
+        self._rng = rng
+        try:
+            self.build((None, *input_shape))
+        finally:
+            self._rng = None
+
+    def _run_build(self, build, full_shape) -> None:
+        """What every build does around the subclass's own: see _build_wrapper."""
+        if getattr(self, "_building", False):  # a subclass's build calling super().build
+            build(self, tuple(full_shape))
+            return
+        input_shape = check_batch_shape(full_shape)
         if self.built:
             if input_shape != self.built_input_shape:
                 raise ValueError(f"Layer {self.name!r} was built for inputs of shape "
@@ -135,12 +286,14 @@ class Layer:
         self.compute_output_shape(input_shape)  # raises for inputs the layer cannot take
         dtype = self.dtype
         self.dtype = dtype or config.floatx()
-        self._rng = rng
+        self._building = True
         try:
-            self.build(input_shape)
+            build(self, tuple(full_shape))
         except BaseException:  # leave the layer unbuilt, as it was (MemoryError included)
             self.params, self.grads, self.dtype = {}, {}, dtype
             raise
+        finally:
+            self._building = False
         self.built_input_shape = input_shape
         self.built = True
 
@@ -191,6 +344,32 @@ class Layer:
     def trainable_names(self) -> list[str]:
         return [k for k in self.params if k not in self.non_trainable]
 
+    # --- Keras's variables -------------------------------------------------------------------
+    def _variable(self, key):
+        """layer.kernel and friends: the Variable, after Keras's check that the layer is built."""
+        if not self.built:
+            raise AttributeError(f"You must build the layer before accessing `{key}`.")
+        return layer_variable(self, key) if key in self.params else None
+
+    @property
+    def weights(self) -> list:
+        """Every weight as a Variable, in get_weights() order."""
+        return [layer_variable(self, k) for k in self.weight_names]
+
+    variables = weights
+
+    @property
+    def trainable_weights(self) -> list:
+        return [layer_variable(self, k) for k in self.trainable_names]
+
+    trainable_variables = trainable_weights
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [layer_variable(self, k) for k in self.weight_names if k in self.non_trainable]
+
+    non_trainable_variables = non_trainable_weights
+
     def count_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
@@ -219,3 +398,37 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _build_wrapper(build):
+    """A subclass's build(input_shape), wrapped: Keras's shape is checked, the dtype set, and
+    ``built`` / ``built_input_shape`` recorded, whoever calls it; a failed build leaves the
+    layer unbuilt."""
+
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        self._run_build(build, input_shape)
+
+    return wrapper
+
+
+Layer.build = _build_wrapper(Layer.build)
+
+
+def dtype_name(value):
+    """A dtype from a config: a name, or Keras's DTypePolicy dict {'config': {'name': ...}}."""
+    if isinstance(value, dict):
+        inner = value.get("config") if isinstance(value.get("config"), dict) else {}
+        return inner.get("name", value.get("name"))
+    return value
+
+
+def layer_kwargs(cls, config) -> dict:
+    """Constructor arguments for cls from a layer config (minicnn's or Keras's)."""
+    if not isinstance(config, dict):
+        raise invalid("config", f"a dict from {cls.__name__}.get_config()", config,
+                      ArgumentTypeError)
+    kwargs = dict(config)
+    if "dtype" in kwargs:
+        kwargs["dtype"] = dtype_name(kwargs["dtype"])
+    return kwargs

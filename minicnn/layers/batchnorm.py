@@ -39,6 +39,8 @@ class BatchNormalization(Layer):
         epsilon: added to the variance before the square root (> 0).
         center: learn an offset beta (else beta = 0).
         scale: learn a scale gamma (else gamma = 1).
+        Keras's other arguments (initializers, regularizers, constraints, synchronized,
+        renorm) are accepted at their defaults only.
 
     Shapes:
         x (N, ..., C) -> out (same); gamma, beta, moving_mean, moving_variance (C,).
@@ -49,22 +51,18 @@ class BatchNormalization(Layer):
     training and the moving ones at inference.
     """
 
-    def __init__(
-        self,
-        axis=-1,
-        momentum=0.99,
-        epsilon=1e-3,
-        center=True,
-        scale=True,
-        input_shape=None,
-        name=None,
-        dtype=None,
-    ):
+    keras_only = ("beta_initializer", "gamma_initializer", "moving_mean_initializer",
+                  "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
+                  "beta_constraint", "gamma_constraint", "synchronized", "renorm",
+                  "renorm_clipping", "renorm_momentum")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 **kwargs):
         axis = check_int(axis, "axis")
         momentum = check_float(momentum, "momentum", low=0, high=1)
         epsilon = check_float(epsilon, "epsilon", low=0, low_open=True)
         center, scale = check_bool(center, "center"), check_bool(scale, "scale")
-        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        super().__init__(**kwargs)
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
         self.center, self.scale = center, scale
 
@@ -82,6 +80,24 @@ class BatchNormalization(Layer):
         C = input_shape[-1]
         names = (["gamma"] if self.scale else []) + (["beta"] if self.center else [])
         return {k: (C,) for k in [*names, "moving_mean", "moving_variance"]}
+
+    @property
+    def gamma(self):
+        """gamma (C,) as a Variable; None with scale=False."""
+        return self._variable("gamma")
+
+    @property
+    def beta(self):
+        """beta (C,) as a Variable; None with center=False."""
+        return self._variable("beta")
+
+    @property
+    def moving_mean(self):
+        return self._variable("moving_mean")
+
+    @property
+    def moving_variance(self):
+        return self._variable("moving_variance")
 
     def build(self, input_shape):
         C = input_shape[-1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from minicnn import activations, initializers, regularizers
 from minicnn.kernels.dispatch import ops
 from minicnn.kernels.geometry import window_2d
-from minicnn.layers.base import Layer
-from minicnn.validation import check_bool, check_choice, check_int, check_pair
+from minicnn.layers.base import ActivationAttribute, Layer
+from minicnn.validation import ArgumentTypeError, check_bool, is_int
 
 
 class Conv2D(Layer):
@@ -17,10 +17,14 @@ class Conv2D(Layer):
         kernel_size: int or (KH, KW).
         strides: int or (sh, sw).
         padding: 'valid' (no padding) or 'same' (output ceil(H / s); odd pad bottom/right).
+        data_format, dilation_rate, groups: Keras's, accepted at 'channels_last', 1 and 1 only
+            (minicnn computes channels-last, undilated, ungrouped convolutions).
         activation: None, 'relu', 'sigmoid', 'tanh', 'softmax', 'linear'.
         use_bias, kernel_initializer, bias_initializer: as Keras.
         kernel_regularizer, bias_regularizer: None, 'l1', 'l2' or a minicnn.regularizers
             object: its penalty joins the loss (kept in ``layer.regularizers``).
+        activity_regularizer, kernel_constraint, bias_constraint: accepted at None only;
+            name, dtype, input_shape: as Keras.
 
     Shapes:
         x (N, H, W, C) -> out (N, Ho, Wo, F); kernel (KH, KW, C, F); bias (F,).
@@ -36,20 +40,29 @@ class Conv2D(Layer):
     --trace` shows which ran.
     """
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None, dtype=None, kernel_regularizer=None,
-                 bias_regularizer=None):
+    activation = ActivationAttribute()
+    keras_only = ("data_format", "dilation_rate", "groups", "kernel_constraint",
+                  "bias_constraint", "lora_rank", "lora_alpha")
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         # every argument is checked before the layer takes a name or anything else
-        filters = check_int(filters, "filters", minimum=1)
-        kernel_size = check_pair(kernel_size, "kernel_size")
-        strides = check_pair(strides, "strides")
-        padding = check_choice(padding, "padding", ("valid", "same"))
+        if not is_int(filters) or int(filters) <= 0:
+            raise (ValueError if is_int(filters) else ArgumentTypeError)(
+                f"Invalid value for argument `filters`. Expected a strictly positive value. "
+                f"Received filters={filters!r}.")
+        kernel_size = standardize_tuple(kernel_size, "kernel_size")
+        strides = standardize_tuple(strides, "strides")
+        padding = standardize_padding(padding)
         activation = activations.get(activation)
         use_bias = check_bool(use_bias, "use_bias")
         inits = initializers.get(kernel_initializer), initializers.get(bias_initializer)
         regs = regularizers.get(kernel_regularizer), regularizers.get(bias_regularizer)
-        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        kwargs.update(data_format=data_format, dilation_rate=dilation_rate, groups=groups)
+        super().__init__(**kwargs)
+        filters = int(filters)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.padding, self.activation, self.use_bias = padding, activation, use_bias
         self.kernel_initializer, self.bias_initializer = inits
@@ -68,13 +81,25 @@ class Conv2D(Layer):
             shapes["bias"] = (self.filters,)
         return shapes
 
+    @property
+    def kernel(self):
+        """The (KH, KW, C, F) kernel as a Variable (AttributeError before build, as Keras)."""
+        return self._variable("kernel")
+
+    @property
+    def bias(self):
+        """The (F,) bias as a Variable; None with use_bias=False."""
+        return self._variable("bias")
+
     def build(self, input_shape):
-        (_, _), self.pads = self._geometry(input_shape)
-        shapes = self.weight_shapes(input_shape)
+        (_, _), self.pads = self._geometry(input_shape[1:])
+        shapes = self.weight_shapes(input_shape[1:])
         rng = self._rng or _default_rng()
-        self.params["kernel"] = self.kernel_initializer(shapes["kernel"], rng, self.dtype)
+        self.params["kernel"] = initializers.sample(self.kernel_initializer, shapes["kernel"],
+                                                    rng, self.dtype)
         if self.use_bias:
-            self.params["bias"] = self.bias_initializer(shapes["bias"], rng, self.dtype)
+            self.params["bias"] = initializers.sample(self.bias_initializer, shapes["bias"],
+                                                      rng, self.dtype)
         self.zero_grads()
 
     def compute_output_shape(self, input_shape):
@@ -115,14 +140,55 @@ class Conv2D(Layer):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding,
                 "activation": self.activation.name, "use_bias": self.use_bias,
-                "kernel_initializer": _init_name(self._init_names[0]),
-                "bias_initializer": _init_name(self._init_names[1]),
+                "kernel_initializer": _init_config(self._init_names[0]),
+                "bias_initializer": _init_config(self._init_names[1]),
                 "kernel_regularizer": regularizers.serialize(self.regularizers.get("kernel")),
                 "bias_regularizer": regularizers.serialize(self.regularizers.get("bias"))}
 
 
-def _init_name(init):
-    return init if isinstance(init, str) else getattr(init, "__name__", "custom")
+def _init_config(init):
+    """An initializer as its config says it: the name given, Keras's serialised dict for an
+    Initializer object, or 'custom' for a function (which JSON cannot hold; loading a saved
+    model rebuilds it with the default, then overwrites the weights)."""
+    if isinstance(init, (str, dict)):
+        return init
+    if isinstance(init, initializers.Initializer):
+        return initializers.serialize(init)
+    if isinstance(init, type) and issubclass(init, initializers.Initializer):
+        return init.__name__
+    return "custom"
+
+
+def standardize_tuple(value, name):
+    """A positive int or 2 positive ints -> (int, int), with Keras's messages
+    (keras/src/utils/argument_validation.py); NumPy integers are accepted."""
+    error = f"The `{name}` argument must be a tuple of 2 integers. Received {name}={value!r}"
+    if is_int(value):
+        pair = (value, value)
+    else:
+        try:
+            pair = tuple(value)
+        except TypeError:
+            raise ArgumentTypeError(error) from None
+        if isinstance(value, (str, bytes)) or len(pair) != 2:
+            raise ArgumentTypeError(error)
+        for v in pair:
+            if not is_int(v):
+                raise ArgumentTypeError(f"{error}including element {v!r} of type {type(v)}")
+    pair = tuple(int(v) for v in pair)
+    bad = {v for v in pair if v <= 0}
+    if bad:
+        raise ValueError(f"{error}, including values {bad} that do not satisfy `value > 0`")
+    return pair
+
+
+def standardize_padding(value):
+    """'valid' or 'same', any case, as Keras; its message otherwise."""
+    if not isinstance(value, str) or value.lower() not in ("valid", "same"):
+        cls = ValueError if isinstance(value, str) else ArgumentTypeError
+        raise cls(f"The `padding` argument must be a list/tuple or one of {{'valid', 'same'}}. "
+                  f"Received: padding={value!r}")
+    return value.lower()
 
 
 def _default_rng():

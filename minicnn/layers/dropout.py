@@ -7,7 +7,7 @@ import numpy as np
 from minicnn.kernels.dropout_mask import keep_mask
 from minicnn.layers.base import Layer
 from minicnn.random import draw_seed
-from minicnn.validation import check_float, check_seed
+from minicnn.validation import check_float, check_seed, is_real
 
 
 class Dropout(Layer):
@@ -15,6 +15,7 @@ class Dropout(Layer):
 
     Args:
         rate: probability of dropping a unit, in [0, 1).
+        noise_shape: Keras's, accepted at None only (one mask entry per unit).
         seed: int for a reproducible mask sequence; None draws one from minicnn's global seed.
 
     Shapes: x (any) -> out (same shape).
@@ -25,11 +26,17 @@ class Dropout(Layer):
     callable shape -> boolean keep-mask to inject masks (the Keras parity suite does).
     """
 
-    def __init__(self, rate, seed=None, name=None, input_shape=None, dtype=None):
+    keras_only = ("noise_shape",)
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        if is_real(rate) and not 0 <= float(rate) <= 1:  # Keras's message for its own range
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
+                             f"value between 0 and 1. Received: rate={rate!r}")
+        # rate = 1 Keras accepts; minicnn refuses it: the kept units would be scaled by 1/0
         rate = check_float(rate, "rate", low=0, high=1, high_open=True,
                            expected="a float between 0 (inclusive) and 1 (exclusive)")
         seed = check_seed(seed)
-        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+        super().__init__(noise_shape=noise_shape, **kwargs)
         self.rate = rate
         self.seed = draw_seed(seed)
         self.counter = 0          # masks drawn so far; part of the hash key

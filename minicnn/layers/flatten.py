@@ -8,7 +8,16 @@ from minicnn.layers.base import Layer
 
 
 class Flatten(Layer):
-    """Reshape each sample to a vector.  Shapes: x (N, d1, d2, ...) -> (N, d1*d2*...)."""
+    """Reshape each sample to a vector.  Shapes: x (N, d1, d2, ...) -> (N, d1*d2*...).
+
+    Args: data_format: Keras's, accepted at 'channels_last' (or None) only; name, dtype,
+    input_shape: as Keras.
+    """
+
+    keras_only = ("data_format",)
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)

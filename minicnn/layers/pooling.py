@@ -5,7 +5,7 @@ from __future__ import annotations
 from minicnn.kernels.dispatch import ops
 from minicnn.kernels.geometry import window_2d
 from minicnn.layers.base import Layer
-from minicnn.validation import check_choice, check_pair
+from minicnn.layers.conv2d import standardize_padding, standardize_tuple
 
 
 class MaxPooling2D(Layer):
@@ -15,6 +15,7 @@ class MaxPooling2D(Layer):
         pool_size: int or (PH, PW).
         strides: int, (sh, sw) or None (= pool_size, as Keras).
         padding: 'valid' (floor: 26 -> 13, 5 -> 2) or 'same' (ceil(H / s)).
+        data_format: Keras's, accepted at 'channels_last' (or None) only.
 
     Shapes: x (N, H, W, C) -> out (N, Ho, Wo, C).
 
@@ -29,12 +30,14 @@ class MaxPooling2D(Layer):
     `minicnn explain --trace` shows which ran.
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
-                 input_shape=None, dtype=None):
-        pool_size = check_pair(pool_size, "pool_size")
-        strides = check_pair(strides, "strides") if strides is not None else pool_size
-        padding = check_choice(padding, "padding", ("valid", "same"))
-        super().__init__(name=name, input_shape=input_shape, dtype=dtype)
+    keras_only = ("data_format",)
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 name=None, **kwargs):
+        pool_size = standardize_tuple(pool_size, "pool_size")
+        strides = standardize_tuple(strides, "strides") if strides is not None else pool_size
+        padding = standardize_padding(padding)
+        super().__init__(name=name, data_format=data_format, **kwargs)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
     def _geometry(self, input_shape):
@@ -44,7 +47,7 @@ class MaxPooling2D(Layer):
         return window_2d(input_shape[:2], self.pool_size, self.strides, self.padding)
 
     def build(self, input_shape):
-        _, self.pads = self._geometry(input_shape)
+        _, self.pads = self._geometry(input_shape[1:])
 
     def compute_output_shape(self, input_shape):
         (ho, wo), _ = self._geometry(input_shape)

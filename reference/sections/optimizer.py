@@ -71,7 +71,7 @@ def run_minicnn(case: OptimizerCase, w0: list, grads: list) -> tuple[list, dict]
     opt = case.make_minicnn()
     params = [w.copy() for w in w0]
     for g in grads:
-        opt.apply(params, [gi.copy() for gi in g])
+        opt.update(params, [gi.copy() for gi in g])
     names = {"m": "momentums", "v": "velocities"}
     return params, {s: [a.copy() for a in opt.slots[names[s]]] for s in case.slots}
 

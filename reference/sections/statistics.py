@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 
 import minicnn
-from minicnn import models
+from minicnn import architectures
 from minicnn.utils import to_categorical
 from reference import tolerances
 from reference._keras import keras, minicnn_loss
@@ -47,7 +47,7 @@ def train_minicnn(name: str, seed: int, data, epochs: int, batch_size: int) -> d
     """Build, compile and fit minicnn's model `name` from its own seeded initialisation."""
     x, y = data[0], data[1]
     minicnn.set_random_seed(seed)
-    model = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
+    model = architectures.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
     return _fit_and_score(model, data, epochs, batch_size, seed, {"seed": seed}, minicnn_loss())
 
 
@@ -55,7 +55,7 @@ def train_keras(name: str, seed: int, data, epochs: int, batch_size: int) -> dic
     """The same with Keras: its own Glorot initialisation, Dropout and shuffling, seeded."""
     x, y = data[0], data[1]
     keras.utils.set_random_seed(seed)
-    spec = models.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
+    spec = architectures.build(name, input_shape=x.shape[1:], num_classes=y.shape[1])
     kmodel = to_keras(spec, dropout="keras", copy_weights=False)
     return _fit_and_score(kmodel, data, epochs, batch_size, seed, {}, "categorical_crossentropy")
 
