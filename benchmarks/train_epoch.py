@@ -433,7 +433,8 @@ def _num(v: float) -> str:
 
 def markdown_tables(doc: dict) -> str:
     """One Markdown table per model: every library's epoch, predict, RSS, first epoch, and its
-    epoch and predict times divided by minicnn's (above 1: minicnn is faster)."""
+    epoch and predict times divided by minicnn's (above 1: minicnn is faster); a library that
+    was skipped or failed keeps its row and says so."""
     out = []
     for model, res in doc["results"].items():
         e = doc["epochs"][model]
@@ -447,10 +448,12 @@ def markdown_tables(doc: dict) -> str:
             "| epoch / minicnn's | predict / minicnn's |",
             "|---|---|---|---|---|---|---|",
         ]
-        for key, r in res.items():
-            label = doc["labels"][key]
+        skipped = {s["key"] for s in doc.get("skipped", [])}
+        for key, label in doc["labels"].items():
+            r = res.get(key, {"error": "not installed" if key in skipped else "not run"})
             if "error" in r:
-                out.append(f"| {label} | failed | | | | | |")
+                why = "failed" if key in res else r["error"]
+                out.append(f"| {label} | {why} | | | | | |")
                 continue
             ratios = ["", ""]
             if "epoch_median_s" in mini:
@@ -504,11 +507,11 @@ def main(argv=None) -> int:
                     help="alternated rounds of every library (default: 2)")
     ap.add_argument("--samples", type=int, default=20_000, help="images per epoch")
     ap.add_argument("--threads", type=int, default=2, help="threads of every library (default 2)")
-    ap.add_argument("--libs", default=",".join(lib.key for lib in libraries()),
-                    help="libraries to run (default: all of them)")
+    keys = ",".join(lib.key for lib in libraries())
+    ap.add_argument("--libs", default=keys, help=f"libraries to run (default: all, {keys})")
     ap.add_argument("--tf", default="default",
                     help=f"TensorFlow configurations for keras-tf, of {sorted(TF_CONFIGS)}")
-    ap.add_argument("--models", default="seed,deep")
+    ap.add_argument("--models", default="seed,deep", help="seed, deep or both (default)")
     ap.add_argument("--quick", action="store_true",
                     help="5,000 images, 2 epochs, 1 round, no start-up/RSS runs")
     ap.add_argument("--no-startup", action="store_true", help="skip cold/warm start and RSS")
@@ -543,7 +546,7 @@ def main(argv=None) -> int:
                             args.samples, args.threads, args.rounds, work)
         if "minicnn" in wanted and not (args.quick or args.no_startup):
             doc["startup"] = startup_and_memory(work, args.threads)
-    doc.update(schema=SCHEMA, skipped=skipped,
+    doc.update(schema=SCHEMA, skipped=skipped, labels={lib.key: lib.label for lib in chosen},
                command="python -m benchmarks.train_epoch " + " ".join(argv or sys.argv[1:]))
     try:
         from benchmarks.machine import environment

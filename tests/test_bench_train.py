@@ -51,7 +51,8 @@ def test_merge_rounds_takes_medians_over_rounds_and_the_largest_rss():
 
 def test_markdown_tables_compute_ratios_to_minicnn():
     doc = {"n_train": 20000, "batch": 128, "threads": 2, "rounds": 2,
-           "epochs": {"seed": 4}, "labels": {lib.key: lib.label for lib in te.libraries()},
+           "epochs": {"seed": 4}, "skipped": [{"key": "torch"}],
+           "labels": {lib.key: lib.label for lib in te.libraries()},
            "results": {"seed": {
                "minicnn": te.merge_rounds([_result(0.4, 0.05, 275, 1.2)]),
                "keras-tf": te.merge_rounds([_result(2.5, 0.24, 897, 4.0)]),
@@ -63,6 +64,8 @@ def test_markdown_tables_compute_ratios_to_minicnn():
     assert "| minicnn | 0.4 | 0.05 | 275 | 1.2 | 1x | 1x |" in lines
     assert "| Keras 3 on TensorFlow | 2.5 | 0.24 | 897 | 4 | 6.25x | 4.8x |" in lines
     assert "| PyTorch torch.compile | failed | | | | | |" in lines
+    assert "| PyTorch eager | not installed | | | | | |" in lines
+    assert "| Keras 3 on JAX | not run | | | | | |" in lines
     assert all(line.count("|") == 8 for line in lines if line.startswith("|"))
 
 
@@ -88,6 +91,7 @@ def test_main_runs_every_library_alternately_and_prints_one_skip_line(monkeypatc
     assert order == ["minicnn", "torch", "minicnn", "torch"]  # alternated rounds
     assert printed.count("skipped Keras 3 on JAX: jax not installed") == 1
     assert "| PyTorch eager | 2 | 0.1 | 300 | 1 | 4x | 1x |" in printed
+    assert "| Keras 3 on JAX | not installed | | | | | |" in printed
     doc = json.loads(out.read_text())
     assert doc["schema"] == te.SCHEMA and doc["markdown"] in printed
     assert doc["machine"]["machine"] in printed

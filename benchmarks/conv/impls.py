@@ -23,7 +23,8 @@ import numpy as np
 from benchmarks.conv.problems import POOL, Problem
 
 NO_PADS = (0, 0, 0, 0)
-# scipy's loops run ~0.1-1 GFLOP/s: time them on a smaller batch (cost is linear in N).
+# scipy's loops are orders of magnitude slower than BLAS: time them on a smaller batch (cost is
+# linear in N).
 SCIPY_TIMING_FLOPS = 2.5e8
 INSTALL_ANCHORS = "pip install -e '.[anchors]'"
 

@@ -43,7 +43,7 @@ SCHEMA = "minicnn.bench.conv/2"
 # float32 summation errs by ~1e-6 of that, a plain running sum in one float32 register up to
 # ~1e-5. 1e-4 passes any correct float32 kernel and catches every indexing bug (those err by O(1)).
 CHECK_RTOL = 1e-4
-# The twin checked against the naive loops: at most this many FLOPs (~0.3-0.5 s of Python);
+# The twin checked against the naive loops: at most this many FLOPs (they run at Python speed);
 # with --quick the seed layer's twin is one sample (half the Python time of two).
 CHECK_FLOPS, QUICK_CHECK_FLOPS = 1e6, 4e5
 # Pauses so the spinning threads of one framework (OpenMP, OpenBLAS, TF's pool) have gone idle
