@@ -174,7 +174,9 @@ def train_keras(model_name, x, y, xt, epochs, threads):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    threads_doc = {"cpus": threads}
+    from benchmarks.machine import allowed_cpus
+
+    threads_doc = {"xla": f"no thread setting; {len(allowed_cpus())} CPUs"}
     if keras.backend.backend() == "tensorflow":
         from benchmarks.machine import set_tf_threads, tf_onednn
 
@@ -313,7 +315,7 @@ def run_worker(lib: Library, model, data_dir, epochs, threads) -> dict:
             "--data", data_dir, "--epochs", str(epochs), "--threads", str(threads)]
     try:
         _, out = _run(args, env)
-    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         return {"error": str(exc)[-1500:]}
     out["loadavg_1min"] = (load_before, os.getloadavg()[0])
     return out

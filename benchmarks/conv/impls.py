@@ -64,8 +64,8 @@ class Impl:
 # ---- minicnn ------------------------------------------------------------------------------
 
 
-def plain_passes(forward, backward_input, backward_weights) -> dict[str, Callable]:
-    """Builders of the three plain passes from functions with naive.py's signatures."""
+def plain_passes(forward=None, backward_input=None, backward_weights=None) -> dict[str, Callable]:
+    """Builders of the plain passes whose functions are given (naive.py's signatures)."""
 
     def fwd(p: Problem, d: dict):
         return lambda: {"out": forward(d["x"], d["w"], d["b"], p.strides, p.pads)}
@@ -77,7 +77,9 @@ def plain_passes(forward, backward_input, backward_weights) -> dict[str, Callabl
         k = (p.KH, p.KW)
         return lambda: {"dw": backward_weights(d["dout"], d["x"], k, p.strides, p.pads)}
 
-    return {"forward": fwd, "backward_input": bwd_input, "backward_weights": bwd_weights}
+    builders = {"forward": (forward, fwd), "backward_input": (backward_input, bwd_input),
+                "backward_weights": (backward_weights, bwd_weights)}
+    return {name: build for name, (fn, build) in builders.items() if fn is not None}
 
 
 def table_passes(t) -> dict[str, Callable]:
@@ -165,8 +167,8 @@ def minicnn_impls(blas_threads, numba_threads) -> list[Impl]:
              "NumPy: im2col + one BLAS GEMM (forward, dW); one GEMM per kernel tap (dX)",
              UNFUSED_NOTES),
         Impl("numpy-offsets", "minicnn",
-             {"forward": plain_passes(numpy_ops.conv2d_forward_offsets, None, None)["forward"]},
-             blas_threads, "NumPy: one GEMM per kernel tap on strided windows, no im2col"),
+             plain_passes(forward=numpy_ops.conv2d_forward_offsets), blas_threads,
+             "NumPy: one GEMM per kernel tap on strided windows, no im2col"),
     ]
     try:
         numba = table("numba")
