@@ -44,10 +44,10 @@ parity: setup          ## full layer-by-layer comparison with Keras (on TensorFl
 parity-all: setup-torch  ## the same against Keras on TensorFlow, JAX and PyTorch, one column each
 	$(PY) -m minicnn parity --keras-backend all
 
-bench: setup           ## conv kernels side by side
+bench: setup           ## conv kernels side by side (PyTorch, JAX rows with the anchors extra)
 	$(PY) -m benchmarks.conv --json bench-results/conv.json --plot bench-results/conv.png
 
-bench-train: setup     ## epoch time and predict throughput, minicnn vs Keras
+bench-train: setup     ## epoch, predict, RSS: minicnn vs Keras (TF, JAX), PyTorch (eager, compile)
 	$(PY) -m benchmarks.train_epoch --json bench-results/train_epoch.json
 
 figures: setup         ## the seed tutorial's figures

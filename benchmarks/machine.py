@@ -1,12 +1,16 @@
-"""The machine a benchmark ran on, its thread settings, and its practical float32 peak.
+"""The machine a benchmark ran on, read from the machine, and its float32 GEMM peak.
 
-Everything a reader needs to trust or redo a number: the CPU, the library versions, the thread
-count every framework was held to, the environment variables that change kernels, the load
-average (other work on the machine), and a large SGEMM as the roofline.
+Everything a reader needs to trust or redo a number: the CPU (model, vendor family and model
+numbers, the Zen generation they identify, the ISA flags that matter for float32), the library
+versions, the threads every framework was held to, the environment variables that change
+kernels, the load average, and a large SGEMM as the roofline: once with the BLAS kernel
+OpenBLAS picks for this CPU, once with the environment's override (OPENBLAS_CORETYPE), each
+naming its kernel.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -19,134 +23,239 @@ RELEVANT_ENV = (
     "OPENBLAS_L2_SIZE",
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
     "NUMBA_NUM_THREADS",
     "NUMBA_THREADING_LAYER",
     "NUMBA_CACHE_DIR",
     "NUMBA_DISABLE_JIT",
     "TF_ENABLE_ONEDNN_OPTS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
+    "KERAS_BACKEND",
+    "XLA_FLAGS",
     "MINICNN_BACKEND",
 )
-# OpenBLAS's core-type overrides: set on some processors for old OpenBLAS builds; they slow a
-# current numpy, so the roofline (and only the roofline, in its own process) runs without them.
-OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# Forces OpenBLAS's kernel whatever the CPU (this environment sets Haswell on an AVX-512 CPU,
+# halving the GEMM peak). Removed only for the best-kernel roofline, in its own process.
+CORETYPE = "OPENBLAS_CORETYPE"
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+)
+# distribution name -> how the machine line calls it (versions read without importing)
+LIBRARIES = {
+    "numpy": "NumPy",
+    "scipy": "SciPy",
+    "numba": "Numba",
+    "tensorflow": "TensorFlow",
+    "tensorflow-cpu": "TensorFlow",
+    "keras": "Keras",
+    "jax": "JAX",
+    "torch": "PyTorch",
+    "threadpoolctl": "threadpoolctl",
+    "minicnn": "minicnn",
+}
+# Zen generations by AMD family and model, as Linux names them (arch/x86/kernel/cpu/amd.c,
+# bsp_init_amd): (family, first model, last model, generation).
+ZEN = (
+    (0x17, 0x00, 0x2F, "Zen 1"),
+    (0x17, 0x50, 0x5F, "Zen 1"),
+    (0x17, 0x30, 0x4F, "Zen 2"),
+    (0x17, 0x60, 0x7F, "Zen 2"),
+    (0x17, 0x90, 0x91, "Zen 2"),
+    (0x17, 0xA0, 0xAF, "Zen 2"),
+    (0x19, 0x00, 0x0F, "Zen 3"),
+    (0x19, 0x20, 0x5F, "Zen 3"),
+    (0x19, 0x10, 0x1F, "Zen 4"),
+    (0x19, 0x60, 0xAF, "Zen 4"),
+    (0x1A, 0x00, 0x2F, "Zen 5"),
+    (0x1A, 0x40, 0x4F, "Zen 5"),
+    (0x1A, 0x60, 0x7F, "Zen 5"),
+    (0x1A, 0x50, 0x5F, "Zen 6"),
+    (0x1A, 0x80, 0xAF, "Zen 6"),
+    (0x1A, 0xC0, 0xCF, "Zen 6"),
+)
 
 _BLAS_LIMIT = None  # the threadpoolctl limiter, kept alive so the limit stays in force
 
 
-def cpu_info() -> dict:
-    """Model name, logical cores, MHz and the SIMD flags that matter for float32 GEMM."""
-    info = {
-        "model": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "mhz": None,
-        "simd": [],
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            text = fh.read()
-    except OSError:
-        return info
-    for line in text.splitlines():
+# --- the machine ---------------------------------------------------------------------------
+
+
+def zen_generation(family: int | None, model: int | None) -> str | None:
+    """'Zen 5' for AMD family 26 (0x1A) model 2, ...; None when the pair is not in the table."""
+    for fam, lo, hi, name in ZEN:
+        if family == fam and model is not None and lo <= model <= hi:
+            return name
+    return None
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The first processor of /proc/cpuinfo (or of the text given): vendor, model name, family,
+    model, stepping, the Zen generation, clock, ISA flags, and the logical core count."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name":
-            info["model"] = value
-        elif key == "cpu MHz" and info["mhz"] is None:
-            info["mhz"] = float(value)
-        elif key == "flags" and not info["simd"]:
-            flags = set(value.split())
-            info["simd"] = [
-                f
-                for f in (
-                    "sse4_2",
-                    "avx",
-                    "avx2",
-                    "fma",
-                    "avx512f",
-                    "avx512_vnni",
-                    "avx512_bf16",
-                    "amx_tile",
-                )
-                if f in flags
-            ]
-    return info
+        fields.setdefault(key.strip(), value.strip())
 
+    def number(key):
+        return int(fields[key]) if fields.get(key, "").isdigit() else None
 
-def set_threads(n: int, tensorflow: bool = False) -> dict:
-    """Hold Numba, BLAS (and TensorFlow) to n threads; return what each actually got.
-
-    Call before any of them runs: Numba's pool size is fixed when it starts
-    (NUMBA_NUM_THREADS) and TensorFlow refuses new settings once it has executed an op. When
-    that already happened (e.g. inside a test session), the actual counts are reported.
-    """
-    global _BLAS_LIMIT
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
-    got = {"requested": n}
-    from threadpoolctl import threadpool_limits
-
-    _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
-    got["blas"] = n
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        got["numba"] = numba.get_num_threads()
-    except ImportError:
-        got["numba"] = None
-    if tensorflow:
-        got.update(set_tf_threads(n))
-    return got
-
-
-def set_tf_threads(n: int) -> dict:
-    """Intra-op pool of n threads and one inter-op thread (one op at a time, as timed here)."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TF already ran something; report what it has
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    inter = tf.config.threading.get_inter_op_parallelism_threads()
-    # 0 means TF's default: one thread per core
+    vendor = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}.get(fields.get("vendor_id", ""))
+    family, model = number("cpu family"), number("model")
+    flags = set(fields.get("flags", "").split())
     return {
-        "tensorflow_intra_op": intra or os.cpu_count(),
-        "tensorflow_inter_op": inter or os.cpu_count(),
+        "model": fields.get("model name") or platform.processor() or platform.machine(),
+        "vendor": vendor or fields.get("vendor_id"),
+        "family": family,
+        "model_number": model,
+        "stepping": number("stepping"),
+        "zen": zen_generation(family, model) if vendor == "AMD" else None,
+        "mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "cores": cpuinfo.count("processor\t:") or os.cpu_count(),
     }
 
 
 def versions() -> dict:
-    """Versions of Python and of every library that computes something here."""
+    """Installed versions of Python, the computing libraries and OpenBLAS (no heavy imports)."""
     out = {"python": platform.python_version()}
-    for mod in ("numpy", "scipy", "numba", "tensorflow", "threadpoolctl", "minicnn"):
-        m = sys.modules.get(mod)
-        if m is None and mod != "tensorflow":  # importing TF only to print a version costs 5 s
-            try:
-                m = __import__(mod)
-            except ImportError:
-                m = None
-        out[mod] = getattr(m, "__version__", None) if m is not None else None
+    for dist in LIBRARIES:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    import numpy  # noqa: F401 - loads the OpenBLAS whose version is wanted
+    from threadpoolctl import threadpool_info
+
+    blas = [d for d in threadpool_info() if d.get("internal_api") == "openblas"]
+    blas.sort(key=lambda d: "numpy" not in d.get("filepath", ""))  # NumPy's own first
+    if blas:
+        out["openblas"] = blas[0]["version"]
     return out
 
 
-def blas_info() -> list[dict]:
-    """threadpoolctl's view of the loaded BLAS / OpenMP libraries (kernel, threads, version)."""
-    from threadpoolctl import threadpool_info
+def machine_line(cpu: dict | None = None, vers: dict | None = None) -> str:
+    """One line: CPU, family/model and Zen generation, cores, ISA, then the library versions.
 
-    keep = (
-        "user_api",
-        "internal_api",
-        "prefix",
-        "version",
-        "num_threads",
-        "architecture",
-        "threading_layer",
+    'AMD EPYC (AMD family 26 model 2, Zen 5), 2 logical cores, 2596 MHz, avx2 fma avx512f ...;
+    Python 3.11.9, NumPy 2.4.6 (OpenBLAS 0.3.31), Numba 0.68.1, TensorFlow 2.21.0, ...'
+    """
+    cpu = cpu if cpu is not None else cpu_info()
+    vers = vers if vers is not None else versions()
+    ident = ""
+    if cpu.get("family") is not None:
+        ident = f"{cpu['vendor']} family {cpu['family']} model {cpu['model_number']}"
+        ident = f" ({ident}, {cpu['zen']})" if cpu.get("zen") else f" ({ident})"
+    mhz = f", {cpu['mhz']:.0f} MHz" if cpu.get("mhz") else ""
+    libs = [f"Python {vers['python']}"]
+    for dist, label in LIBRARIES.items():
+        if dist in vers and dist not in ("threadpoolctl", "minicnn"):
+            blas = vers.get("openblas") if dist == "numpy" else None
+            libs.append(f"{label} {vers[dist]}" + (f" (OpenBLAS {blas})" if blas else ""))
+    return (
+        f"{cpu['model']}{ident}, {cpu['cores']} logical cores{mhz}, "
+        f"{' '.join(cpu['isa']) or 'no AVX2'}; {', '.join(libs)}"
     )
-    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+
+
+def nominal_peak(threads: int, cpu: dict | None = None) -> dict:
+    """threads x clock x FLOP/cycle: what the spec sheet promises, an assumption, not a
+    measurement. Two FMA pipes of the widest vector: 64 float32 FLOP/cycle with AVX-512 (Zen 4
+    splits a 512-bit FMA in two: 32), 32 with AVX2 + FMA."""
+    cpu = cpu or cpu_info()
+    wide = "avx512f" in cpu["isa"] and cpu.get("zen") != "Zen 4"
+    per_cycle = 64 if wide else 32 if "fma" in cpu["isa"] else 16
+    mhz = cpu.get("mhz")
+    return {
+        "flop_per_cycle_per_core": per_cycle,
+        "mhz": mhz,
+        "gflops": threads * mhz * 1e-3 * per_cycle if mhz else None,
+        "assumption": f"{per_cycle} float32 FLOP/cycle/core at the /proc/cpuinfo clock",
+    }
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def pin_cpus(n: int) -> list[int]:
+    """Let this process run on its first n allowed CPUs only (before any library starts its
+    threads: XLA, which has no thread setting, sizes its pool from this mask). Returns them."""
+    allowed = allowed_cpus()
+    if n < len(allowed) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, allowed[:n])
+    return allowed_cpus()
+
+
+def set_threads(n: int) -> dict:
+    """Hold Numba and BLAS to n threads; return what each actually got.
+
+    Call before they run: Numba's pool size is fixed when it starts (NUMBA_NUM_THREADS). When
+    that already happened (inside a test session), the actual counts are reported.
+    """
+    global _BLAS_LIMIT
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
+    got = {"requested": n, "blas": n, "numba": None}
+    try:
+        from minicnn.kernels import numba_config  # minicnn's kernels run on its own threads
+    except ImportError:
+        return got
+    numba_config.set_num_threads(n)
+    got["numba"] = numba_config.num_threads()
+    return got
+
+
+def set_tf_threads(n: int) -> dict:
+    """TensorFlow's intra-op pool of n threads and inter-op pool of n (before its first op)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        pass  # TF already ran something; report what it has
+    return tf_info()
+
+
+def set_torch_threads(n: int) -> dict:
+    """PyTorch's intra-op (OpenMP) and inter-op pools of n threads."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:
+        pass  # only settable before the first parallel op
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
+def tf_onednn() -> bool | None:
+    """Whether TensorFlow runs oneDNN kernels (None: unknown)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def tf_info() -> dict:
@@ -154,55 +263,62 @@ def tf_info() -> dict:
     tf = sys.modules.get("tensorflow")
     if tf is None:
         return {"imported": False}
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        onednn = bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        onednn = None
+    threading = tf.config.threading  # 0 means TF's default: one thread per core
     return {
         "imported": True,
-        "onednn": onednn,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn": tf_onednn(),
+        "intra_op_threads": threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+        "inter_op_threads": threading.get_inter_op_parallelism_threads() or os.cpu_count(),
     }
+
+
+def blas_info() -> list[dict]:
+    """threadpoolctl's view of the loaded BLAS / OpenMP libraries (kernel, threads, version)."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture")
+    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
 
 
 def numba_info() -> dict:
-    """Numba's thread count and threading layer (known once a parallel kernel has run)."""
-    if "numba" not in sys.modules:
+    """How many threads minicnn's Numba kernels split a batch over (numba_config.run_chunks:
+    serial nogil kernels on minicnn's own thread pool; no Numba threading layer)."""
+    if "minicnn.kernels.numba_config" not in sys.modules:
         return {"imported": False}
-    import numba
+    from minicnn.kernels import numba_config
 
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel ran yet
-        layer = None
-    return {
-        "imported": True,
-        "threads": numba.get_num_threads(),
-        "threading_layer": layer,
-        "max_threads": numba.config.NUMBA_NUM_THREADS,
-    }
+    return {"imported": True, "threads": numba_config.num_threads(),
+            "threading_layer": "minicnn thread pool"}
 
 
 def environment() -> dict:
     """Everything above plus the relevant environment variables and the load average."""
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
+    cpu = cpu_info()
+    vers = versions()
     return {
-        "cpu": cpu_info(),
+        "machine": machine_line(cpu, vers),
+        "cpu": cpu,
         "platform": platform.platform(),
-        "versions": versions(),
+        "versions": vers,
         "env": {k: os.environ.get(k) for k in RELEVANT_ENV},
+        "cpus_allowed": allowed_cpus(),
         "blas": blas_info(),
         "numba": numba_info(),
         "tensorflow": tf_info(),
-        "loadavg": load,
+        "loadavg": list(os.getloadavg()),
     }
 
+
+def write_json(doc: dict, path: str) -> None:
+    """A benchmark's document as JSON, written atomically (folders created as needed)."""
+    from minicnn.atomic import atomic_write
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = json.dumps(doc, indent=1, default=float) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# --- the roofline -----------------------------------------------------------------------------
 
 _GEMM_SCRIPT = r"""
 import json, sys, time
@@ -225,15 +341,10 @@ print(json.dumps({"times_s": times, "blas": info}))
 """
 
 
-def gemm_roofline(threads: int, n: int = 2048, repeats: int = 5, timeout: float = 300) -> dict:
-    """GFLOP/s of an n^3 float32 GEMM (NumPy's BLAS) in a fresh process: the practical peak.
-
-    Run in a subprocess so that this process's thread pools and allocations do not disturb it,
-    and so that OpenBLAS's core-type overrides can be removed for it alone (see
-    OPENBLAS_OVERRIDES). Returns the median and best GFLOP/s and the kernel BLAS reported.
-    """
-    env = dict(os.environ)
-    unset = [k for k in OPENBLAS_OVERRIDES if env.pop(k, None) is not None]
+def gemm_peak(threads: int, n: int = 2048, repeats: int = 5, unset=(), timeout=300) -> dict:
+    """GFLOP/s of an n^3 float32 GEMM (NumPy's BLAS) in a fresh process, with the environment
+    variables ``unset`` removed from its environment; the kernel threadpoolctl reports."""
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     proc = subprocess.run(
         [sys.executable, "-c", _GEMM_SCRIPT, str(n), str(threads), str(repeats)],
         env=env,
@@ -246,7 +357,6 @@ def gemm_roofline(threads: int, n: int = 2048, repeats: int = 5, timeout: float 
         return {"error": proc.stderr.strip()[-2000:], "n": n, "threads": threads}
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     times = res["times_s"]
-    flops = 2.0 * n**3
     median = times[len(times) // 2]
     blas = res["blas"][0] if res["blas"] else {}
     return {
@@ -254,23 +364,54 @@ def gemm_roofline(threads: int, n: int = 2048, repeats: int = 5, timeout: float 
         "threads": threads,
         "repeats": repeats,
         "median_s": median,
-        "gflops": flops / median / 1e9,
-        "gflops_best": flops / times[0] / 1e9,
+        "gflops": 2.0 * n**3 / median / 1e9,
+        "gflops_best": 2.0 * n**3 / times[0] / 1e9,
         "blas_kernel": blas.get("architecture"),
         "blas_version": blas.get("version"),
-        "blas_num_threads": blas.get("num_threads"),
-        "env_unset": unset,
+        "env_unset": [k for k in unset if k in os.environ],
     }
 
 
-def nominal_peak(threads: int, cpu: dict | None = None, flop_per_cycle: int = 32) -> dict:
-    """threads x clock x 32 float32 FLOP/cycle (two 256-bit FMA pipes, or AVX-512 split in two
-    as on AMD Zen 4): what the spec sheet promises, an assumption, not a measurement."""
-    cpu = cpu or cpu_info()
-    mhz = cpu.get("mhz")
-    return {
-        "flop_per_cycle_per_core": flop_per_cycle,
-        "mhz": mhz,
-        "gflops": None if not mhz else threads * mhz * 1e-3 * flop_per_cycle,
-        "assumption": "32 float32 FLOP/cycle/core at the /proc/cpuinfo clock",
-    }
+def roofline(threads: int, n: int = 2048, repeats: int = 5) -> dict:
+    """The float32 GEMM peak on ``threads`` threads, measured twice when the environment forces
+    OpenBLAS's kernel: 'best' without OPENBLAS_CORETYPE (OpenBLAS picks the kernel for this CPU)
+    and 'override' as the environment sets it. ``gflops`` and ``blas_kernel`` are the faster
+    of the two: the peak every "percent of peak" is taken against."""
+    override = os.environ.get(CORETYPE)
+    best = gemm_peak(threads, n, repeats, unset=(CORETYPE,))
+    out = {"n": n, "threads": threads, "best": best, "override": None, "override_env": None}
+    if override is not None:
+        out["override_env"] = f"{CORETYPE}={override}"
+        out["override"] = gemm_peak(threads, n, repeats)
+    runs = [r for r in (best, out["override"]) if r and "error" not in r]
+    if not runs:
+        out["error"] = best.get("error", "no run")
+        return out
+    peak = max(runs, key=lambda r: r["gflops"])
+    out.update(gflops=peak["gflops"], blas_kernel=peak["blas_kernel"])
+    return out
+
+
+def roofline_lines(roof: dict) -> list[str]:
+    """The roofline as report lines: each kernel's GFLOP/s, which one the percentages use."""
+    if not roof or "error" in roof:
+        return [f"roofline: failed: {(roof or {}).get('error', 'not measured')[-300:]}"]
+    best, over = roof["best"], roof.get("override")
+    lines = [
+        f"roofline: float32 GEMM {roof['n']}^3 on {roof['threads']} thread(s), NumPy + OpenBLAS "
+        f"{best.get('blas_version')}, each in a fresh process; % of peak uses "
+        f"{roof['gflops']:.1f} GFLOP/s ({roof['blas_kernel']} kernel)"
+    ]
+    if "gflops" in best:
+        lines.append(
+            f"  best kernel ({best['blas_kernel']}, {CORETYPE} unset): {best['gflops']:.1f} "
+            f"GFLOP/s median, {best['gflops_best']:.1f} best"
+        )
+    if over and "gflops" in over:
+        lines.append(
+            f"  environment's override ({roof['override_env']}: {over['blas_kernel']} kernel): "
+            f"{over['gflops']:.1f} GFLOP/s median, {over['gflops_best']:.1f} best"
+        )
+    elif roof.get("override_env") is None:
+        lines.append(f"  (no {CORETYPE} in the environment: one kernel, measured once)")
+    return lines
