@@ -97,6 +97,17 @@ def _valid_pool(layer) -> bool:
     )
 
 
+def _draw_dropouts(dropouts, dtype):
+    """(keys, thresholds, scales): what each Dropout.forward would use, in order, for the
+    kernel to hash the same masks; each layer's mask counter advances as its forward's would."""
+    keys = np.array([mask_key(d.seed, d.counter) for d in dropouts], dtype=np.uint64)
+    thresholds = np.array([keep_threshold(d.rate) for d in dropouts], dtype=np.uint64)
+    scales = np.array([1.0 / (1.0 - d.rate) for d in dropouts], dtype=dtype)
+    for d in dropouts:
+        d.counter += 1
+    return keys, thresholds, scales
+
+
 class ConvReluPool:
     """Conv2D(relu) [-> MaxPooling2D('valid')] [-> Dropout | Flatten ...] as one unit.
 
@@ -157,12 +168,7 @@ class ConvReluPool:
         shape = (x.shape[0], g.Hq, g.Wq, w.shape[3])  # (N, Hq, Wq, F)
         out = self._buffer("out", shape, w.dtype)
         code = self._buffer("code", shape, np.int8)
-        # the keys, counters and scales each Dropout.forward would use, in order
-        keys = np.array([mask_key(d.seed, d.counter) for d in dropouts], dtype=np.uint64)
-        thresholds = np.array([keep_threshold(d.rate) for d in dropouts], dtype=np.uint64)
-        scales = np.array([1.0 / (1.0 - d.rate) for d in dropouts], dtype=w.dtype)
-        for d in dropouts:
-            d.counter += 1
+        keys, thresholds, scales = _draw_dropouts(dropouts, w.dtype)
         ops(self.backend).conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code)
         self._x, self._code, self._scales, self._g = x, code, scales, g
         return self._through_tail(out)
@@ -235,11 +241,7 @@ class ConvReluPoolDense(ConvReluPool):
         out = self._buffer("out", (N, g.Hq, g.Wq, w.shape[3]), w.dtype)
         code = self._buffer("code", out.shape, np.int8)
         z = np.empty((N, K), w.dtype)  # the logits: kept by the Dense's cache, so not reused
-        keys = np.array([mask_key(d.seed, d.counter) for d in dropouts], dtype=np.uint64)
-        thresholds = np.array([keep_threshold(d.rate) for d in dropouts], dtype=np.uint64)
-        scales = np.array([1.0 / (1.0 - d.rate) for d in dropouts], dtype=w.dtype)
-        for d in dropouts:
-            d.counter += 1
+        keys, thresholds, scales = _draw_dropouts(dropouts, w.dtype)
         wt = np.ascontiguousarray(dense.params["kernel"].T)  # (K, M)
         bd = dense.params["bias"] if dense.use_bias else np.zeros(K, w.dtype)
         ops(self.backend).conv_pool_dense_forward(x, w, b, g, keys, thresholds, scales, wt, bd,

@@ -65,3 +65,14 @@ def test_confidently_wrong_sample_stops_teaching_when_clipped():
     assert np.all(dz == 0)
     loss_l, dz_l = losses.CategoricalCrossentropy().with_logits(y, z)
     assert loss_l == pytest.approx(20.0, rel=1e-6) and dz_l[0, 0] == pytest.approx(-1.0)
+
+
+def test_option_survives_save_and_load(tmp_path):
+    from minicnn import architectures
+
+    model = architectures.seed_model()
+    model.compile(loss=losses.CategoricalCrossentropy(clip_probabilities=True), optimizer="adam")
+    model.save(tmp_path / "m.npz")
+    loaded = minicnn.load_model(tmp_path / "m.npz")
+    assert isinstance(loaded.loss, losses.CategoricalCrossentropy)
+    assert loaded.loss.clip_probabilities is True

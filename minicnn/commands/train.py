@@ -21,6 +21,7 @@ import numpy as np
 
 from minicnn import architectures, config, datasets, optimizers
 from minicnn.atomic import atomic_write
+from minicnn.callbacks import Callback
 from minicnn.commands.argtypes import add_train_samples, check_output_file
 from minicnn.commands.argtypes import positive_int as _positive_int
 from minicnn.commands.argtypes import seed as _seed
@@ -166,6 +167,32 @@ def _threads(backend: str) -> dict:
     return out
 
 
+class _FirstStep(Callback):
+    """Records when the first training step ended: seconds since t0, and since the process
+    started (interpreter and imports included; Linux only, else None)."""
+
+    def __init__(self, t0):
+        super().__init__()
+        self.t0, self.seconds, self.since_process_start = t0, None, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.t0
+            self.since_process_start = _process_age()
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started, from /proc (None where there is no /proc)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _write_json(path, record) -> None:
     def default(o):
         if isinstance(o, np.generic):
@@ -220,6 +247,7 @@ def run(args) -> int:
     )
     if args.verbose:
         model.summary()
+    first_step = _FirstStep(t_start)
     history = model.fit(
         x_train,
         y_train,
@@ -228,6 +256,7 @@ def run(args) -> int:
         verbose=args.verbose,
         validation_data=(x_test, y_test),
         seed=args.seed,
+        callbacks=[first_step],
     )
     score = model.evaluate(x_test, y_test, verbose=0)  # batch 32, as the seed
     print("Test loss:", score[0])
@@ -260,6 +289,10 @@ def run(args) -> int:
             "epoch_seconds": list(model.epoch_times),
             "test": {"loss": score[0], "accuracy": score[1]},
             "total_seconds": time.perf_counter() - t_start,
+            # from the command's start to the end of the first training step: data loading,
+            # building, and compiling (or loading from the cache) every kernel a step runs
+            "first_step_seconds": first_step.seconds,
+            "first_step_since_process_start_seconds": first_step.since_process_start,
             "versions": _versions(),
         }
         _write_json(args.json, record)

@@ -80,9 +80,11 @@ def _naive() -> Backend:
 
 
 def _numpy() -> Backend:
-    from minicnn.kernels import naive, numpy_ops
+    from minicnn.kernels import numpy_ops
 
-    return Backend(
+    # naive's table with the vectorised conv, pool and dense (the rest is NumPy there already)
+    return dataclasses.replace(
+        _naive(),
         name="numpy",
         conv2d_forward=numpy_ops.conv2d_forward,
         conv2d_backward_input=numpy_ops.conv2d_backward_input,
@@ -91,18 +93,6 @@ def _numpy() -> Backend:
         maxpool2d_backward=numpy_ops.maxpool2d_backward,
         dense_forward=numpy_ops.dense_forward,
         dense_backward=numpy_ops.dense_backward,
-        batchnorm_forward_train=naive.batchnorm_forward_train,
-        batchnorm_forward_infer=naive.batchnorm_forward_infer,
-        batchnorm_backward=naive.batchnorm_backward,
-        adam_update=None,
-        adam_update_is_finite=None,
-        sgd_momentum_update=None,
-        sgd_momentum_update_is_finite=None,
-        conv_pool_forward=None,
-        conv_pool_backward=None,
-        conv_pool_dense_forward=None,
-        conv_pool_dense_backward=None,
-        compute_scope=contextlib.nullcontext,
     )
 
 
