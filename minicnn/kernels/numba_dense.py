@@ -1,9 +1,10 @@
 """Dense-layer kernels in Numba: out = x @ w + b and its gradients, on both cores.
 
 The seed model's Dense(10) multiplies thin matrices (x (128, 5408) @ w (5408, 10)), which NumPy's
-BLAS, kept to one thread while the model trains (numba_config.blas_single_threaded), does at
-~40 GFLOP/s. These kernels split the same products over Numba's threads; numba_ops decides from
-measurements which shapes they take (few outputs K, enough work to pay for waking the threads).
+BLAS, kept to one thread while the model trains (numba_config.compute_scope), does slowly:
+thin products are the case BLAS packs least well. These kernels split the same products over
+the kernels' threads; numba_ops decides which shapes they take (few outputs K, enough work to
+pay for waking the threads).
 
 * forward   out[n, k] = b[k] + sum_d x[n, d] * wt[k, d], wt = w.T: a dot product per (n, k),
             two rows x two outputs per pass so that each load feeds two products. Numba keeps

@@ -215,33 +215,16 @@ def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
 
 
 # Which dense products go to the Numba kernels (numba_dense) and which stay NumPy matmuls on one
-# BLAS thread. Measured on 2 cores (AMD EPYC, AVX-512; float32; medians of 400 rounds, BLAS and
-# kernel alternating in one process, each call including its wrapper; 60 rounds for K = 128):
-#
-#   N, D, K           forward: BLAS / kernel (ms)      backward: BLAS / kernel (ms)
-#   128, 5408, 10     0.42 / 0.39                      0.95 / 0.62     the seed model's Dense(10)
-#    96, 5408, 10     0.25 / 0.24                      0.48 / 0.38
-#    64, 5408, 10     0.20 / 0.25                      0.40 / 0.31
-#   128, 2048, 10     0.13 / 0.14                      0.31 / 0.17
-#   128, 5408, 1      0.06 / 0.11                      0.83 / 0.21
-#   128, 5408, 16     0.40 / 0.53                      0.96 / 0.84
-#   128, 5408, 32     0.73 / 0.98                      1.69 / 1.31
-#   128, 9216, 128    4.4 / 7.4                        9.96 / 7.45     the deep model's Dense(128)
-#   128,  128, 10     0.017 / 0.099                    0.032 / 0.098   the deep model's Dense(10)
-#
-# Inside a seed-model training step (same run, 12 x 150 steps each way) the forward takes 0.40
-# -> 0.34 ms and the backward 0.73 -> 0.53 ms; inside a deep-model step the Dense(128) backward
-# 8.8 -> 6.7-7.7 ms. The rule:
-# * enough work: each parallel kernel first wakes Numba's sleeping threads, ~60 us on this
-#   machine (OMP_WAIT_POLICY=passive), which small products do not earn back. N*D*K >= 2**22
-#   multiply-adds for the forward (the seed's 128 x 5408 x 10 is 6.9M), >= 2**21 for the
-#   backward, whose kernel gains more;
+# BLAS thread: the rule below came from timing both side by side over the shapes the models use
+# (the table is in the README, "How the kernels were chosen"):
+# * enough work: each kernel call first wakes the sleeping worker threads, which small products
+#   do not earn back: N*D*K >= 2**22 multiply-adds for the forward (the seed's 128 x 5408 x 10
+#   is 6.9M), >= 2**21 for the backward, whose kernel gains more;
 # * few units for the forward: its dot products win up to K ~ 12 (BLAS packs K = 16 as cheaply
 #   as K = 10; at K = 1 it runs a matrix-vector product, which it does well). The backward's
-#   products stream along d and win from K = 1 to 128 (not measured beyond).
-# BLAS on two threads for the Dense(128) alone (threadpoolctl, inside the one-thread scope) ran
-# its products 1.6-1.7x faster (forward 2.6, backward 5.6 ms) but the deep step went from 72 to
-# 102 ms: its threads keep spinning after the call, against Numba's.
+#   products stream along d and win from K = 1 to 128.
+# BLAS on two threads for the Dense(128) alone ran its products faster but the whole deep step
+# slower: its threads keep spinning after the call, against the kernels' threads.
 _FORWARD_UNITS = (2, 12)
 _BACKWARD_MAX_UNITS = 128
 _FORWARD_MIN_WORK = 2**22
