@@ -213,8 +213,8 @@ class ConvReluPoolDense(ConvReluPool):
     holds the logits), and ``backward_linear(dz)`` takes dL/dlogits, as Dense's does.
 
     Shapes: x (N, H, W, 1) -> the Dense's output (N, K).
-    Writes conv.grads and dense.grads; the Dense's weight gradient is one BLAS product
-    (flat output).T @ dz; the gradient at the flat output is never stored for the batch.
+    Writes conv.grads and dense.grads (the Dense's weight gradient, (flat output).T @ dz, on
+    numba_dense's kernels); the gradient at the flat output is never stored for the batch.
     """
 
     def __init__(self, conv, pool, tail, dense, backend="numba"):
@@ -271,14 +271,16 @@ class ConvReluPoolDense(ConvReluPool):
             return dout
         h = dense.cache[0]
         dz = np.ascontiguousarray(dz, dtype=h.dtype)
-        dense.grads["kernel"] = h.T @ dz  # (M, K)
-        if dense.use_bias:
-            dense.grads["bias"] = dz.sum(axis=0)
         w = conv.params["kernel"]
-        dw = np.empty_like(w)
-        db = np.empty(w.shape[3], w.dtype)
-        ops(self.backend).conv_pool_dense_backward(dz, self._wt, self._code, self._x,
-                                                   self._scales, self._g, dw, db)
+        dw, db = np.empty_like(w), np.empty(w.shape[3], w.dtype)
+        dwd = np.empty_like(dense.params["kernel"])  # (M, K)
+        dbd = np.empty(dense.units, w.dtype)
+        ops(self.backend).conv_pool_dense_backward(dz, dense.params["kernel"], self._wt, h,
+                                                   self._code, self._x, self._scales, self._g,
+                                                   dw, db, dwd, dbd)
+        dense.grads["kernel"] = dwd
+        if dense.use_bias:
+            dense.grads["bias"] = dbd
         conv.grads["kernel"] = dw
         if conv.use_bias:
             conv.grads["bias"] = db

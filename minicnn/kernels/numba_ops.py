@@ -173,11 +173,18 @@ def conv_pool_dense_forward(x, w, b, g, keys, thresholds, scales, wt, bd, out, c
                thresholds, scales, wt, bd, out, code, z)
 
 
-def conv_pool_dense_backward(dz, wt, code, x, scales, g, dw, db):
-    """conv_pool_backward (no dx) from the Dense's logit gradient dz (N, K), with wt (K, M) the
-    Dense kernel transposed: the gradient at the unit's output is made per sample in the
-    kernel. -> dw (3, 3, C, F), db (F,)."""
+def conv_pool_dense_backward(dz, wd, wt, h, code, x, scales, g, dw, db, dwd, dbd):
+    """The gradients of conv_pool_dense_forward from the Dense's logit gradient dz (N, K):
+    the Dense's dwd = h.T @ dz (D, K) and dbd (K,) on the kernels' threads (numba_dense), then
+    the conv's dw (3, 3, C, F), db (F,), the gradient at the unit's output made per sample in
+    the kernel from dz and wt (K, D). wd (D, K) the Dense kernel, wt its transpose; h (N, D)
+    the flat output."""
     N, F = dz.shape[0], code.shape[3]
+    D, K = dwd.shape
+    dzp = np.empty((N, K + (-K) % 4), dz.dtype)
+    numba_dense.pad_and_sum(dz, dzp, dbd)
+    no_dx = np.empty((0, 0), dz.dtype)
+    run_chunks(numba_dense.dense_backward, D, dzp, h, wd, False, no_dx, dwd)  # column chunks
     T = chunks_for(N)
     parts_w = np.zeros((T, dw.size), dw.dtype)
     parts_b = np.zeros((T, g.Wq * F), dw.dtype)
