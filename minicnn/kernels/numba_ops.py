@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool
+from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool, numba_winograd
 from minicnn.kernels.geometry import conv_geometry, out_hw
 from minicnn.kernels.numba_config import chunks_for, run_chunks
 
@@ -58,6 +58,26 @@ def _check_ndim(name, a, ndim):
         )
 
 
+# Which convolutions run by Winograd F(2x2, 3x3) (numba_winograd) instead of the direct kernels
+# (numba_conv, numba_conv_pool): 3x3, stride 1, with at least WINOGRAD_MIN_CHANNELS input
+# channels. Winograd does 2.25x fewer multiplications but pays for its transforms per tile and
+# channel, and its products run over the input channels: with few channels (the seed's first
+# conv has one) the direct kernels win. The threshold was chosen by timing both side by side
+# on 2 cores (float32, batch 128, images 8x8 to 26x26, C = 1 .. 64, F = 16 .. 128).
+WINOGRAD_MIN_CHANNELS = 8
+
+
+def _winograd(g, C) -> bool:
+    """Run this conv (geometry g, C input channels) by Winograd? (WINOGRAD_MIN_CHANNELS)"""
+    return (g.KH, g.KW, g.sh, g.sw) == (3, 3, 1, 1) and C >= WINOGRAD_MIN_CHANNELS
+
+
+def _winograd_weights(w, b, dtype):
+    """(U, bp): the transformed filters and the bias padded to match (numba_winograd)."""
+    U = numba_winograd.winograd_filters(w, dtype)
+    return U, numba_winograd.padded_bias(b, U.shape[2], dtype)
+
+
 def conv2d_forward(x, w, b, strides, pads):
     """out[n, i, j, f] = b[f] + sum_{p, q, c} x[n, i*sh + p - pt, j*sw + q - pl, c] * w[p, q, c, f].
 
@@ -69,7 +89,11 @@ def conv2d_forward(x, w, b, strides, pads):
     N, H, W, C = x.shape
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
     out = np.empty((N, g.Ho, g.Wo, w.shape[3]), dtype=x.dtype)
-    run_chunks(numba_conv.conv_forward, N, x, w, b, g, out)  # a chunk of samples per thread
+    if _winograd(g, C):
+        U, bp = _winograd_weights(w, b, x.dtype)
+        run_chunks(numba_winograd.winograd_forward, N, x, U, bp, g, out)
+    else:
+        run_chunks(numba_conv.conv_forward, N, x, w, b, g, out)  # a chunk of samples per thread
     return out
 
 
@@ -113,6 +137,11 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,
     thresholds (D,) uint64, scales (D,) -> out (N, Hq, Wq, F) float, code (N, Hq, Wq, F) int8.
     """
+    if numba_conv_pool.is_3x3_pool2(g) and _winograd(g, x.shape[3]):
+        U, bp = _winograd_weights(w, b, x.dtype)
+        run_chunks(numba_winograd.winograd_pool_forward, x.shape[0], x, U, bp, g, keys,
+                   thresholds, scales, out, code)
+        return
     if not numba_conv_pool.is_3x3_pool2(g):
         kernel = numba_conv_pool.conv_pool_forward
     elif x.shape[3] == 1:
