@@ -123,6 +123,21 @@ def test_many_channels_match_im2col(rng, c, f, dtype):
                      numpy_ops.conv2d_forward(x, w, b, (1, 1), pads), TOL[dtype])
 
 
+@pytest.mark.parametrize("h, w, c, f", [(7, 6, 32, 16), (8, 9, 48, 8), (5, 5, 64, 32)])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_gradient_by_winograd_matches_im2col(rng, h, w, c, f, padding, dtype):
+    # numba_ops runs dx of these by Winograd: the forward kernel on dout, zero-padded by
+    # 2 - pad, with the kernel flipped and its channel axes swapped
+    (ho, wo), pads = window_2d((h, w), (3, 3), (1, 1), padding)
+    dout = rng.standard_normal((3, ho, wo, f)).astype(dtype)
+    k = (rng.standard_normal((3, 3, c, f)) / np.sqrt(9 * f)).astype(dtype)
+    assert numba_ops._winograd(conv_geometry((h, w), (3, 3), (1, 1), pads), f, c)
+    assert_close(f"dx C={c} F={f} {padding}",
+                 numba_ops.conv2d_backward_input(dout, k, (3, h, w, c), (1, 1), pads),
+                 numpy_ops.conv2d_backward_input(dout, k, (3, h, w, c), (1, 1), pads), TOL[dtype])
+
+
 @st.composite
 def fused_cases(draw):
     """cases() with the fused unit's extras: dropouts (none, one or two) and NaN."""
@@ -212,22 +227,24 @@ def test_numba_ops_picks_winograd_by_the_channel_count(monkeypatch, rng):
 
     for name in ("winograd_forward", "winograd_pool_forward"):
         monkeypatch.setattr(numba_winograd, name, spy(getattr(numba_winograd, name)))
-    m = numba_ops.WINOGRAD_MIN_CHANNELS
-    for c in (m - 1, m):
+    # on both sides of the rule: (C, F) = (7, 64), (8, 32) no; (8, 48), (16, 32) yes
+    for c, f in ((7, 64), (8, 32), (8, 48), (16, 32)):
+        yes = numba_ops._winograd(conv_geometry((8, 7), (3, 3), (1, 1), (0, 0, 0, 0)), c, f)
+        assert yes == ((c, f) in ((8, 48), (16, 32)))
         x = rng.standard_normal((2, 8, 7, c)).astype(np.float32)
-        w = rng.standard_normal((3, 3, c, 5)).astype(np.float32)
-        b = rng.standard_normal(5).astype(np.float32)
+        w = rng.standard_normal((3, 3, c, f)).astype(np.float32)
+        b = rng.standard_normal(f).astype(np.float32)
         ran.clear()
         out = numba_ops.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1))
-        assert ran == ({"winograd_forward"} if c >= m else set()), (c, ran)
-        assert_close(f"conv2d_forward C={c}", out,
+        assert ran == ({"winograd_forward"} if yes else set()), (c, f, ran)
+        assert_close(f"conv2d_forward C={c} F={f}", out,
                      numpy_ops.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1)), KERNEL_F32)
         ran.clear()
         g = conv_geometry((8, 7), (3, 3), (1, 1), (0, 0, 0, 0), (2, 2), (2, 2))
-        out = np.empty((2, g.Hq, g.Wq, 5), np.float32)
+        out = np.empty((2, g.Hq, g.Wq, f), np.float32)
         code = np.empty(out.shape, np.int8)
         numba_ops.conv_pool_forward(x, w, b, g, *dropouts([3], [0.5], 1, np.float32), out, code)
-        assert ran == ({"winograd_pool_forward"} if c >= m else set()), (c, ran)
+        assert ran == ({"winograd_pool_forward"} if yes else set()), (c, f, ran)
         ran.clear()
         numba_ops.conv2d_forward(x, w, b, (2, 2), (0, 0, 0, 0))  # stride 2: direct
         numba_ops.conv2d_forward(x, w[:2], b, (1, 1), (0, 0, 0, 0))  # 2x3: direct

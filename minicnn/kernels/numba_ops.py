@@ -59,17 +59,19 @@ def _check_ndim(name, a, ndim):
 
 
 # Which convolutions run by Winograd F(2x2, 3x3) (numba_winograd) instead of the direct kernels
-# (numba_conv, numba_conv_pool): 3x3, stride 1, with at least WINOGRAD_MIN_CHANNELS input
-# channels. Winograd does 2.25x fewer multiplications but pays for its transforms per tile and
-# channel, and its products run over the input channels: with few channels (the seed's first
-# conv has one) the direct kernels win. The threshold was chosen by timing both side by side
-# on 2 cores (float32, batch 128, images 8x8 to 26x26, C = 1 .. 64, F = 16 .. 128).
-WINOGRAD_MIN_CHANNELS = 8
+# (numba_conv, numba_conv_pool): 3x3, stride 1, enough input channels C and output channels F.
+# Winograd does 2.25x fewer multiplications but pays per tile and channel for its transforms,
+# and its products are padded to a multiple of 64 output channels: with few input channels (the
+# seed's first conv has one) or few outputs the direct kernels win. The rule comes from timing
+# both side by side on one thread (a chunk's share of a batch; float32; 8x8, 14x14 and 26x26
+# images; C from 2 to 64, F from 16 to 192; plain and fused with a pool): Winograd was ahead
+# everywhere inside it, and behind or level just outside.
 
 
-def _winograd(g, C) -> bool:
-    """Run this conv (geometry g, C input channels) by Winograd? (WINOGRAD_MIN_CHANNELS)"""
-    return (g.KH, g.KW, g.sh, g.sw) == (3, 3, 1, 1) and C >= WINOGRAD_MIN_CHANNELS
+def _winograd(g, C, F) -> bool:
+    """Run this conv (geometry g, C input and F output channels) by Winograd?"""
+    return (g.KH, g.KW, g.sh, g.sw) == (3, 3, 1, 1) and (C >= 8 and F >= 48 or
+                                                         C >= 16 and F >= 32)
 
 
 def _winograd_weights(w, b, dtype):
@@ -89,7 +91,7 @@ def conv2d_forward(x, w, b, strides, pads):
     N, H, W, C = x.shape
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
     out = np.empty((N, g.Ho, g.Wo, w.shape[3]), dtype=x.dtype)
-    if _winograd(g, C):
+    if _winograd(g, C, w.shape[3]):
         U, bp = _winograd_weights(w, b, x.dtype)
         run_chunks(numba_winograd.winograd_forward, N, x, U, bp, g, out)
     else:
@@ -108,7 +110,14 @@ def conv2d_backward_input(dout, w, x_shape, strides, pads):
     dx = np.empty((N, H, W, C), dtype=dout.dtype)
     w_flip, w_t = numba_conv.flipped_kernels(w)
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
-    run_chunks(numba_conv.conv_backward_input, N, dout, w_flip, w_t, g, dx)
+    if _winograd(g, w.shape[3], C) and max(pads) <= 2:
+        # stride 1: a convolution of dout, zero-padded by 2 - pad, with w_flip (3, 3, F, C)
+        pt, pb, pl, pr = pads
+        g_dx = conv_geometry((g.Ho, g.Wo), (3, 3), (1, 1), (2 - pt, 2 - pb, 2 - pl, 2 - pr))
+        U, bp = _winograd_weights(w_flip, np.zeros(C, dout.dtype), dout.dtype)
+        run_chunks(numba_winograd.winograd_forward, N, dout, U, bp, g_dx, dx)
+    else:
+        run_chunks(numba_conv.conv_backward_input, N, dout, w_flip, w_t, g, dx)
     return dx
 
 
@@ -137,7 +146,7 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,
     thresholds (D,) uint64, scales (D,) -> out (N, Hq, Wq, F) float, code (N, Hq, Wq, F) int8.
     """
-    if numba_conv_pool.is_3x3_pool2(g) and _winograd(g, x.shape[3]):
+    if numba_conv_pool.is_3x3_pool2(g) and _winograd(g, x.shape[3], w.shape[3]):
         U, bp = _winograd_weights(w, b, x.dtype)
         run_chunks(numba_winograd.winograd_pool_forward, x.shape[0], x, U, bp, g, keys,
                    thresholds, scales, out, code)

@@ -62,11 +62,12 @@ TB_MAX = 64  # at most this many tiles per block (the working set in L2)
 # needs a literal; an expression like 16 * CB in a kernel is a run-time int to it).
 _SIZE_ACC, _SIZE_TILE, _SIZE_ROWS = R * FB, 16 * CB, 8 * CB
 
-# The filter transform's matrix G (the input's B^T and the output's A^T are written out as
-# additions below); naive.py has all three. U = G g G^T for all 16 entries at once is one
-# product with kron(G, G): (G g G^T)[i, j] = sum_{p, q} G[i, p] G[j, q] g[p, q].
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-_GG = np.kron(_G, _G)  # (16, 9)
+def _times_g(a):
+    """G a along the first axis, (3, ...) -> (4, ...), with G = [[1, 0, 0], [1/2, 1/2, 1/2],
+    [1/2, -1/2, 1/2], [0, 0, 1]] (naive.WINOGRAD_G) written out: elementwise NumPy, no BLAS
+    (a BLAS call here left OpenBLAS's threads spinning against the kernel's, 10x slower)."""
+    a0, a1, a2 = a[0], a[1], a[2]
+    return np.stack([a0, (a0 + a1 + a2) * 0.5, (a0 - a1 + a2) * 0.5, a2])
 
 
 def winograd_filters(w, dtype):
@@ -75,8 +76,10 @@ def winograd_filters(w, dtype):
     float64, rounded once to dtype.  Shapes: w (3, 3, C, F)."""
     _, _, C, F = w.shape
     Fp = -(-F // FB) * FB
+    Gw = _times_g(np.asarray(w, np.float64))  # (4, 3, C, F): G along p
+    GwG = _times_g(Gw.swapaxes(0, 1)).swapaxes(0, 1)  # (4, 4, C, F): and G along q
     U = np.zeros((16, C, Fp), dtype)
-    U[..., :F] = (_GG @ np.asarray(w, np.float64).reshape(9, C * F)).reshape(16, C, F)
+    U[..., :F] = GwG.reshape(16, C, F)
     return U
 
 
