@@ -15,11 +15,11 @@ with V = B^T d B per tile and channel (the input transform) and U = G g G^T per 
 filter (the filter transform, once per call in NumPy: winograd_filters). Per sample and block
 of at most TB_MAX tiles, a chunk kernel runs the three steps:
 
-1. _input_tile: each tile's 4x4xC input -> V (16, tiles, C)
+1. _input_block: each tile's 4x4xC input -> V (16, tiles, C)
 2. _products: the 16 products, by a register-blocked micro-kernel
-3. _output_tile: M (16, tiles, Fp) -> each tile's 2x2xF outputs + bias; or, fused
-   (_pool_tile), the tile is one 2x2 pool window: its max, relu and winner code, as
-   numba_conv_pool's fused kernels write them, then the dropouts (_dropout_rows).
+3. _output_block: M (16, tiles, Fp) -> each tile's 2x2xF outputs + bias; or, fused
+   (_pool_block), the tile is one 2x2 pool window: its max, relu and winner code, as
+   numba_conv_pool's fused kernels write them; then the sample's dropouts (_dropout_rows).
 
 A block's V, M and U stay in the core's L2 (the deep model's 32 -> 64 conv, 48 tiles: 98 +
 197 + 131 KB), and each product's V[xi], U[xi], M[xi] in L1.
@@ -29,12 +29,15 @@ Registers, and why the scratch lives on the stack. The micro-kernel keeps an R x
 loading one row of U and broadcasting four values of V per channel. LLVM does that only with an
 accumulator it can prove nothing else touches: a stack buffer (_stack_array), which it then
 turns into registers. A heap buffer (np.empty) might alias the inputs, so every += went to
-memory and back: 40-65 GFLOP/s per core instead of ~210. The same proof lets LLVM vectorise the
+memory and back, at a third of the speed or less. The same proof lets LLVM vectorise the
 transforms without run-time overlap checks, hence their shape: every loop moves data between
-the heap and a stack buffer (or within the stack), never from one heap array to another, and
-each vectorised loop stores to one stream only. FB is 64 because micro-kernels 16 or 32 wide
-compiled to scalar code (LLVM unrolls their short loops before it vectorises them); U and M are
-padded to a multiple of 64 filters.
+the heap and a stack buffer (or within the stack), never from one heap array to another. FB is
+64 because micro-kernels 16 or 32 wide compiled to scalar code (LLVM unrolls their short loops
+before it vectorises them); U and M are padded to a multiple of 64 filters.
+
+Compile time. The helpers are inline="always": Numba splices them into the chunk kernel before
+LLVM sees it, so each is optimised once, inside the one kernel a model uses, instead of once on
+its own and again in every caller it is linked into (a cold compile about 1.5x faster).
 
 Numerics. The transforms only add and subtract (G's halves are exact), so the result differs
 from the direct sum by rounding only: about as close to float64 as the direct kernels (the tests
@@ -62,10 +65,12 @@ TB_MAX = 64  # at most this many tiles per block (the working set in L2)
 # needs a literal; an expression like 16 * CB in a kernel is a run-time int to it).
 _SIZE_ACC, _SIZE_TILE, _SIZE_ROWS = R * FB, 16 * CB, 8 * CB
 
+
 def _times_g(a):
     """G a along the first axis, (3, ...) -> (4, ...), with G = [[1, 0, 0], [1/2, 1/2, 1/2],
-    [1/2, -1/2, 1/2], [0, 0, 1]] (naive.WINOGRAD_G) written out: elementwise NumPy, no BLAS
-    (a BLAS call here left OpenBLAS's threads spinning against the kernel's, 10x slower)."""
+    [1/2, -1/2, 1/2], [0, 0, 1]] (naive.WINOGRAD_G) written out: elementwise NumPy, no BLAS (a
+    BLAS call here, outside the model's one-thread scope, left OpenBLAS's threads spinning
+    against the kernel's: the conv ran many times slower)."""
     a0, a1, a2 = a[0], a[1], a[2]
     return np.stack([a0, (a0 + a1 + a2) * 0.5, (a0 - a1 + a2) * 0.5, a2])
 
@@ -126,7 +131,7 @@ else:
 # --- step 1: input transform V = B^T d B -----------------------------------------------------
 # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: the row combinations
 # r0 - r2, r1 + r2, r2 - r1, r1 - r3, applied to the columns of d, then to the rows of B^T d.
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _gather_tile(x, n, r0, s0, patch):
     """patch (4*4*C,) = the 4x4 tile of x[n] at (r0, s0), zero outside the image (padding, and
     the row or column past an odd output size)."""
@@ -140,7 +145,7 @@ def _gather_tile(x, n, r0, s0, patch):
                 patch[(4 * i + j) * C + c] = x[n, r, s, c] if inside else zero
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _input_block(x, n, pt, pl, tw, k0, k1, patch, V, TB):
     """V[xi, k - k0, c] = (B^T d B)[xi] of tile k's 4x4 input d in channel c, for the tiles
     k0 .. k1-1 of sample n (row-major, tw a row; tile (ti, tj) reads x at (2ti - pt, 2tj - pl)).
@@ -187,7 +192,7 @@ def _input_block(x, n, pt, pl, tw, k0, k1, patch, V, TB):
 
 
 # --- step 2: the 16 products M[xi] = V[xi] @ U[xi] -------------------------------------------
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _products(V, U, M, TB, T, C, Fp):
     """M[xi, :T] = V[xi, :T] @ U[xi] for xi = 0 .. 15, R tiles by FB filters at a time.
 
@@ -223,7 +228,7 @@ def _products(V, U, M, TB, T, C, Fp):
 # --- step 3: output transform Y = A^T m A --------------------------------------------------
 # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: the row combinations r0 + r1 + r2 and r1 - r2 - r3,
 # applied to the columns of m, then to the rows of A^T m.
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _output_rows(M, mbase, ms, f0, s):
     """s (8, CB) = A^T m for filters f0 .. f0+CB-1 of one tile: s[4i + j] = row i, column j,
     from m[xi] = M[xi*ms + mbase + f0 : ... + CB] (M flat, xi = 4i + j; heap -> stack)."""
@@ -236,7 +241,7 @@ def _output_rows(M, mbase, ms, f0, s):
             s[(4 + j) * CB + e] = m1 - m2 - m3
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _output_block(M, TB, k0, k1, tw, bp, out, n):
     """out[n, 2ti + i, 2tj + j, :] = Y[i, j] + bp[:F] of the tiles k0 .. k1-1 of sample n
     ((ti, tj) = divmod(k, tw)), each output inside the image (odd sizes crop the last tiles).
@@ -265,7 +270,7 @@ def _output_block(M, TB, k0, k1, tw, bp, out, n):
                                       + bp[fb + e])
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _pool_block(M, TB, k0, k1, bp, out, code, n):
     """out[n, ti, tj, f] = relu(max of tile k's four outputs + bias) and code[n, ti, tj, f] its
     winner (row-major, or -1), for the tiles k0 .. k1-1 of sample n, as
@@ -308,7 +313,7 @@ def _pool_block(M, TB, k0, k1, bp, out, code, n):
 
 
 # --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _block_size(T):
     """TB: T tiles in blocks of at most TB_MAX, as even as possible, TB a multiple of R."""
     nb = (T + TB_MAX - 1) // TB_MAX
