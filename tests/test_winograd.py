@@ -8,6 +8,9 @@ small; Hypothesis is derandomised and has no deadline (the first example of each
 the JIT compile or the cache load).
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -74,14 +77,19 @@ def pool_relu_dropout(z, seeds, rates, counter):
 
 @st.composite
 def cases(draw, max_hw=9, channels=(1, 2, 3, 5), filters=(1, 2, 4, 6)):
-    """A 3x3 stride-1 conv: 'valid' or 'same', odd and even sizes, float32 or float64."""
-    padding = draw(st.sampled_from(["valid", "same"]))
+    """A 3x3 stride-1 conv: 'valid', 'same' or uneven explicit pads (0 to 2 a side), odd and
+    even sizes, float32 or float64."""
+    padding = draw(st.sampled_from(["valid", "same", "explicit"]))
     h = draw(st.integers(3 if padding == "valid" else 1, max_hw))
     w = draw(st.integers(3 if padding == "valid" else 1, max_hw))
     n = draw(st.integers(1, 3))
     c, f = draw(st.sampled_from(channels)), draw(st.sampled_from(filters))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    _, pads = window_2d((h, w), (3, 3), (1, 1), padding)
+    if padding == "explicit":
+        pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+        assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    else:
+        _, pads = window_2d((h, w), (3, 3), (1, 1), padding)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return dict(
         x=rng.standard_normal((n, h, w, c)).astype(dtype),
@@ -216,7 +224,7 @@ def test_ties_go_to_the_first_maximum(dtype):
     assert (out[..., 1:] == 0).all() and (code[..., 1:] == -1).all()
 
 
-def test_numba_ops_picks_winograd_by_the_channel_count(monkeypatch, rng):
+def test_numba_ops_picks_winograd_by_the_rule(monkeypatch, rng):
     ran = set()
 
     def spy(kernel):
@@ -258,10 +266,23 @@ def test_importing_the_backend_compiles_no_winograd_kernel():
         "ks = [nw.winograd_forward, nw.winograd_pool_forward, nw._products]\n"
         "assert all(not k.signatures for k in ks), [k.signatures for k in ks]\n"
     )
-    import subprocess
-    import sys
-
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_seed_model_compiles_no_winograd_kernel():
+    # its convs have one input channel: a cold start of the seed model must not pay for these
+    code = (
+        "import numpy as np, minicnn\n"
+        "from minicnn import models\n"
+        "from minicnn.kernels import numba_winograd as nw\n"
+        "minicnn.set_backend('numba')\n"
+        "m = models.build('seed'); m.compile(loss='categorical_crossentropy', optimizer='adam')\n"
+        "x = np.zeros((8, 28, 28, 1), np.float32); y = np.eye(10, dtype=np.float32)[:8]\n"
+        "m.train_on_batch(x, y); m.predict(x)\n"
+        "ks = [nw.winograd_forward, nw.winograd_pool_forward]\n"
+        "assert all(not k.signatures for k in ks), [k.signatures for k in ks]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_winograd_runs_with_the_jit_disabled():
