@@ -1,11 +1,12 @@
 """The 'numba' backend: the same functions and results as naive.py, compiled.
 
 Each function checks and allocates in Python, then runs a chunk kernel (numba_conv,
-numba_conv_pool, numba_pool, numba_dense) on one chunk of the batch per thread
+numba_conv_pool, numba_winograd, numba_pool, numba_dense) on one chunk of the batch per thread
 (numba_config.run_chunks); see naive.py for the conventions. Importing this module compiles
 nothing: each kernel compiles on its first call for the dtypes it meets (float32 and float64)
 and is cached on disk, so later processes only load it; the wrappers pick the kernel for the
-case at hand, so a model compiles only the code it runs.
+case at hand, so a model compiles only the code it runs. 3x3 stride-1 convolutions with enough
+channels run by Winograd F(2x2, 3x3) (numba_winograd); the rule is by conv2d_forward below.
 
 The dense layer's products run on one BLAS thread inside the model's compute scope
 (numba_config.compute_scope): two BLAS threads beside the kernels' made a seed-model step
@@ -140,7 +141,8 @@ def conv2d_backward_weights(dout, x, kernel_size, strides, pads):
 
 
 def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
-    """The fused unit's forward into the caller's out and code (numba_conv_pool).
+    """The fused unit's forward into the caller's out and code (numba_conv_pool, or
+    numba_winograd for a 3x3 stride-1 conv and 2x2 pool with enough channels: _winograd).
 
     out = dropouts(relu(max-pool(conv(x, w) + b))); code the winners (-1: no gradient).
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,

@@ -316,7 +316,7 @@ def _pool_block(M, TB, k0, k1, bp, out, code, n):
 @njit(inline="always", **JIT)
 def _block_size(T):
     """TB: T tiles in blocks of at most TB_MAX, as even as possible, TB a multiple of R."""
-    nb = (T + TB_MAX - 1) // TB_MAX
+    nb = max(1, (T + TB_MAX - 1) // TB_MAX)
     per_block = (T + nb - 1) // nb
     return (per_block + R - 1) // R * R
 
