@@ -1,11 +1,12 @@
 """The 'numba' backend: the same functions and results as naive.py, compiled.
 
 Each function checks and allocates in Python, then runs a chunk kernel (numba_conv,
-numba_conv_pool, numba_pool, numba_dense) on one chunk of the batch per thread
+numba_conv_pool, numba_winograd, numba_pool, numba_dense) on one chunk of the batch per thread
 (numba_config.run_chunks); see naive.py for the conventions. Importing this module compiles
 nothing: each kernel compiles on its first call for the dtypes it meets (float32 and float64)
 and is cached on disk, so later processes only load it; the wrappers pick the kernel for the
-case at hand, so a model compiles only the code it runs.
+case at hand, so a model compiles only the code it runs. 3x3 stride-1 convolutions with enough
+channels run by Winograd F(2x2, 3x3) (numba_winograd); the rule is by conv2d_forward below.
 
 The dense layer's products run on one BLAS thread inside the model's compute scope
 (numba_config.compute_scope): two BLAS threads beside the kernels' made a seed-model step
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool
+from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool, numba_winograd
 from minicnn.kernels.geometry import conv_geometry, out_hw
 from minicnn.kernels.numba_config import chunks_for, run_chunks
 
@@ -60,6 +61,28 @@ def _check_ndim(name, a, ndim):
         )
 
 
+# Which convolutions run by Winograd F(2x2, 3x3) (numba_winograd) instead of the direct kernels
+# (numba_conv, numba_conv_pool): 3x3, stride 1, enough input channels C and output channels F.
+# Winograd does 2.25x fewer multiplications but pays per tile and channel for its transforms,
+# and its products are padded to a multiple of 64 output channels: with few input channels (the
+# seed's first conv has one) or few outputs the direct kernels win. The rule comes from timing
+# both side by side on one thread (a chunk's share of a batch; float32; 8x8, 14x14 and 26x26
+# images; C from 2 to 64, F from 16 to 192; plain and fused with a pool): Winograd was ahead
+# everywhere inside it, and behind or level just outside.
+
+
+def _winograd(g, C, F) -> bool:
+    """Run this conv (geometry g, C input and F output channels) by Winograd?"""
+    return (g.KH, g.KW, g.sh, g.sw) == (3, 3, 1, 1) and (C >= 8 and F >= 48 or
+                                                         C >= 16 and F >= 32)
+
+
+def _winograd_weights(w, b, dtype):
+    """(U, bp): the transformed filters and the bias padded to match (numba_winograd)."""
+    U = numba_winograd.winograd_filters(w, dtype)
+    return U, numba_winograd.padded_bias(b, U.shape[2], dtype)
+
+
 def conv2d_forward(x, w, b, strides, pads):
     """out[n, i, j, f] = b[f] + sum_{p, q, c} x[n, i*sh + p - pt, j*sw + q - pl, c] * w[p, q, c, f].
 
@@ -71,7 +94,11 @@ def conv2d_forward(x, w, b, strides, pads):
     N, H, W, C = x.shape
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
     out = np.empty((N, g.Ho, g.Wo, w.shape[3]), dtype=x.dtype)
-    run_chunks(numba_conv.conv_forward, N, x, w, b, g, out)  # a chunk of samples per thread
+    if _winograd(g, C, w.shape[3]):
+        U, bp = _winograd_weights(w, b, x.dtype)
+        run_chunks(numba_winograd.winograd_forward, N, x, U, bp, g, out)
+    else:
+        run_chunks(numba_conv.conv_forward, N, x, w, b, g, out)  # a chunk of samples per thread
     return out
 
 
@@ -86,7 +113,14 @@ def conv2d_backward_input(dout, w, x_shape, strides, pads):
     dx = np.empty((N, H, W, C), dtype=dout.dtype)
     w_flip, w_t = numba_conv.flipped_kernels(w)
     g = conv_geometry((H, W), w.shape[:2], strides, pads)
-    run_chunks(numba_conv.conv_backward_input, N, dout, w_flip, w_t, g, dx)
+    if _winograd(g, w.shape[3], C) and max(pads) <= 2:
+        # stride 1: a convolution of dout, zero-padded by 2 - pad, with w_flip (3, 3, F, C)
+        pt, pb, pl, pr = pads
+        g_dx = conv_geometry((g.Ho, g.Wo), (3, 3), (1, 1), (2 - pt, 2 - pb, 2 - pl, 2 - pr))
+        U, bp = _winograd_weights(w_flip, np.zeros(C, dout.dtype), dout.dtype)
+        run_chunks(numba_winograd.winograd_forward, N, dout, U, bp, g_dx, dx)
+    else:
+        run_chunks(numba_conv.conv_backward_input, N, dout, w_flip, w_t, g, dx)
     return dx
 
 
@@ -109,12 +143,18 @@ def conv2d_backward_weights(dout, x, kernel_size, strides, pads):
 
 
 def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
-    """The fused unit's forward into the caller's out and code (numba_conv_pool).
+    """The fused unit's forward into the caller's out and code (numba_conv_pool, or
+    numba_winograd for a 3x3 stride-1 conv and 2x2 pool with enough channels: _winograd).
 
     out = dropouts(relu(max-pool(conv(x, w) + b))); code the winners (-1: no gradient).
     Shapes: x (N, H, W, C), w (KH, KW, C, F), b (F,); g a geometry.ConvGeometry; keys,
     thresholds (D,) uint64, scales (D,) -> out (N, Hq, Wq, F) float, code (N, Hq, Wq, F) int8.
     """
+    if numba_conv_pool.is_3x3_pool2(g) and _winograd(g, x.shape[3], w.shape[3]):
+        U, bp = _winograd_weights(w, b, x.dtype)
+        run_chunks(numba_winograd.winograd_pool_forward, x.shape[0], x, U, bp, g, keys,
+                   thresholds, scales, out, code)
+        return
     if not numba_conv_pool.is_3x3_pool2(g):
         kernel = numba_conv_pool.conv_pool_forward
     elif x.shape[3] == 1:
