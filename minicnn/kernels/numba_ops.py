@@ -272,6 +272,28 @@ def maxpool2d_backward(dout, argmax, x_shape, pool_size, strides, pads):
 #   products stream along d and win from K = 1 to 128.
 # BLAS on two threads for the Dense(128) alone ran its products faster but the whole deep step
 # slower: its threads keep spinning after the call, against the kernels' threads.
+# The products that stay in BLAS run on one BLAS thread per kernel thread: big ones are split
+# into one slice per thread (NumPy's matmul releases the GIL, so the slices run at once), the
+# Dense(128) of the deep model twice as fast as on one thread; small ones would not repay the
+# hand-off.
+_BLAS_SPLIT_WORK = 2**22
+
+
+def _matmul_rows(x, w, out, t, n0, n1):
+    """out[n0:n1] = x[n0:n1] @ w on this thread's BLAS (chunk t of the rows)."""
+    np.matmul(x[n0:n1], w, out=out[n0:n1])
+
+
+def _dense_backward_blas(dout, x, w, dx, dw, T, t, t0, t1):
+    """Chunk t of T of dx = dout @ w.T (its rows) and dw = x.T @ dout (its rows of dw, i.e.
+    columns of x): disjoint slices of dx and dw per chunk."""
+    N, D = x.shape
+    for c in range(t0, t1):
+        n0, n1, d0, d1 = c * N // T, (c + 1) * N // T, c * D // T, (c + 1) * D // T
+        np.matmul(dout[n0:n1], w.T, out=dx[n0:n1])
+        np.matmul(x[:, d0:d1].T, dout, out=dw[d0:d1])
+
+
 _FORWARD_UNITS = (2, 12)
 _BACKWARD_MAX_UNITS = 128
 _FORWARD_MIN_WORK = 2**22
@@ -294,7 +316,11 @@ def dense_forward(x, w, b):
     x, w = _float_arrays(x, w)
     (N, D), K = x.shape, w.shape[1]
     if not _dense_forward_on_kernels(N, D, K):
-        out = x @ w
+        out = np.empty((N, K), dtype=x.dtype)
+        if N * D * K >= _BLAS_SPLIT_WORK:
+            run_chunks(_matmul_rows, N, x, w, out)
+        else:
+            np.matmul(x, w, out=out)
         if b is not None:
             out += b
         return out
@@ -311,7 +337,12 @@ def dense_backward(dout, x, w):
     dout, x, w = _float_arrays(dout, x, w)
     (N, D), K = x.shape, w.shape[1]
     if not _dense_backward_on_kernels(N, D, K):
-        return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+        if N * D * K < _BLAS_SPLIT_WORK:
+            return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+        dx, dw = np.empty_like(x), np.empty_like(w)
+        T = chunks_for(min(N, D))
+        run_chunks(_dense_backward_blas, T, dout, x, w, dx, dw, T, chunks=T)
+        return dx, dw, dout.sum(axis=0)
     dx, dw = np.empty_like(x), np.empty_like(w)
     db = np.empty(K, dtype=dout.dtype)
     dz = np.empty((N, K + (-K) % 4), dout.dtype)
