@@ -296,7 +296,8 @@ def conv_forward(x, w, b, g, out, t, n0, n1):
 def conv_backward_weights(dout, x, g, parts, t, n0, n1):
     """parts[t] (KH*KW*C*F,) = the weight gradient of the samples in [n0, n1), as (KH, KW, C, F).
 
-    Shapes: dout (N, Ho, Wo, F), x (N, H, W, C); parts (T, KH*KW*C*F), zeroed by the caller;
+    Shapes: dout (N, Ho, Wo, F), x (N, H, W, C); parts (T, >= KH*KW*C*F), zeroed by the caller
+    (rows padded apart, so no cache line holds two chunks' sums: numba_ops._parts);
     g a ConvGeometry. The caller sums the parts in order (_sum_parts): chunk t writes only
     parts[t]. 3x3 stride 1 takes the 2x4-block helper, which wants dz padded to a multiple of
     (2, 4) with zeros and x to match (the padding adds nothing).
@@ -311,7 +312,7 @@ def conv_backward_weights(dout, x, g, parts, t, n0, n1):
     xp = _zeros((max(g.Hp, Ht + KH - 1), max(g.Wp, Wt + KW - 1), C) if copy_x
                 else (0, 0, C), dout.dtype)
     tile = _zeros((Ht, Wt, F) if use_tile else (0, 0, F), dout.dtype)
-    dw = parts[t].reshape((KH, KW, C, F))
+    dw = parts[t][: KH * KW * C * F].reshape((KH, KW, C, F))
     for n in range(n0, n1):
         dz = _into(dout[n], tile, 0, 0) if use_tile else dout[n]
         src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]

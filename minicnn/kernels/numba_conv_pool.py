@@ -517,7 +517,7 @@ def conv_pool_backward_3x3(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
     gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
-    dw = parts_w[t].reshape((3, 3, C, F))
+    dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
     for n in range(n0, n1):
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
@@ -532,7 +532,7 @@ def conv_pool_backward_winners(dout, code, x, scales, g, parts_w, parts_b, t, n0
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
     gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
-    dw_f = parts_w[t].reshape((F, g.KH, g.KW, C))
+    dw_f = parts_w[t][: F * g.KH * g.KW * C].reshape((F, g.KH, g.KW, C))
     for n in range(n0, n1):
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
@@ -547,8 +547,11 @@ def conv_pool_backward(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
     Per sample the gradient is scaled by the dropouts (in the layers' reverse order) and sent
     to its pool winner through a thread-local (Ho, Wo, F) tile.
     Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); scales (D,); g a ConvGeometry ->
-    parts_w (T, KH*KW*C*F) (dw, (KH, KW, C, F)), parts_b (T, Wq*F) (db by column and filter),
-    each zeroed by the caller, which sums the parts in order: chunk t writes only its own.
+    parts_w (T, >= KH*KW*C*F) (dw, (KH, KW, C, F), in the first entries of row t), parts_b
+    (T, >= Wq*F) (db by column and filter), each zeroed by the caller, which sums the parts in
+    order: chunk t writes only its own row. The caller pads the rows (numba_ops._parts) so that
+    no cache line holds two chunks' partial sums: two threads adding to one line would pass it
+    back and forth at every update.
     """
     C, F = x.shape[3], dout.shape[3]
     KH, KW, Ho, Wo = g.KH, g.KW, g.Ho, g.Wo
@@ -560,7 +563,7 @@ def conv_pool_backward(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
                 else (0, 0, C), dout.dtype)
     gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
     tile = _zeros((Ht, Wt, F), dout.dtype)
-    dw = parts_w[t].reshape((KH, KW, C, F))
+    dw = parts_w[t][: KH * KW * C * F].reshape((KH, KW, C, F))
     for n in range(n0, n1):
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
@@ -581,7 +584,7 @@ def conv_pool_backward_dx_winners(dout, code, x, w_f, scales, g, parts_w, parts_
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
     dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
     gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
-    dw_f = parts_w[t].reshape((F, g.KH, g.KW, C))
+    dw_f = parts_w[t][: F * g.KH * g.KW * C].reshape((F, g.KH, g.KW, C))
     for n in range(n0, n1):
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
@@ -615,7 +618,7 @@ def conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, parts_w, parts_
     dxp = np.empty((g.Hp, g.Wp, C) if padded else (0, 0, C), dout.dtype)
     acc = np.empty((4, C), dout.dtype)
     zero_c = _zeros((C,), dout.dtype)
-    dw = parts_w[t].reshape((KH, KW, C, F))
+    dw = parts_w[t][: KH * KW * C * F].reshape((KH, KW, C, F))
     for n in range(n0, n1):
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
@@ -688,15 +691,15 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
     per sample (dz[n] @ wt) times the dropout scales, never stored for the batch.
 
     Shapes: dz (N, K) dL/dlogits; wt (K, M) the Dense kernel transposed; code (N, Hq, Wq, F);
-    x (N, H, W, C); scales (D,) -> parts_w (T, 9*C*F), parts_b (T, Wq*F) as
-    conv_pool_backward. A chunk writes only its own parts.
+    x (N, H, W, C); scales (D,) -> parts_w, parts_b as conv_pool_backward. A chunk writes only
+    its own parts.
     """
     C, F = x.shape[3], code.shape[3]
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
     row = np.empty(g.Hq * g.Wq * F, x.dtype)
     gs = np.empty((g.Hq, g.Wq, F), x.dtype)
-    dw = parts_w[t].reshape((3, 3, C, F))
+    dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
     for n in range(n0, n1):
         _dense_dx_row(dz[n], wt, row)
         _scaled(row, scales, gs.ravel())
