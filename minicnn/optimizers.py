@@ -272,7 +272,11 @@ class Optimizer:
         flats = [_flat(w, g, *s) for w, g, s in zip(params, grads, per_param)]
         if compiled is not None and all(f is not None for f in flats):
             is_finite, update = compiled
-            args = [self._kernel_args(w.dtype.type) for w in params]
+            args, by_dtype = [], {}  # the step's scalars, once per dtype (usually one)
+            for w in params:
+                if w.dtype not in by_dtype:
+                    by_dtype[w.dtype] = self._kernel_args(w.dtype.type)
+                args.append(by_dtype[w.dtype])
             for i, (flat, a) in enumerate(zip(flats, args)):
                 if not is_finite(*flat, *a):
                     raise self._non_finite(i, grads[i])

@@ -375,11 +375,13 @@ class Layer:
 
     def penalty(self) -> float:
         """Sum of this layer's weight penalties (0 without regularizers)."""
-        return regularizers.total_penalty(self) if self.regularizers else 0.0
+        if not any(r is not None for r in self.regularizers.values()):
+            return 0.0
+        return regularizers.total_penalty(self)
 
     def add_penalty_gradients(self) -> None:
         """grads[k] += d penalty / d params[k]; the model calls it after backward."""
-        if self.regularizers:
+        if any(r is not None for r in self.regularizers.values()):
             regularizers.add_penalty_gradients(self)
 
     def state_snapshot(self) -> dict:
