@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from minicnn.kernels.geometry import out_hw
+
 
 def pad_nhwc(x, pads, value=0.0):
     """Pad the two spatial axes of x (N, H, W, C) by (top, bottom, left, right)."""
@@ -25,11 +27,7 @@ def _windows(xp, kh, kw, strides, ho, wo):
 
 
 def _out_hw(x_shape, k, strides, pads):
-    H, W = x_shape[1], x_shape[2]
-    return (
-        (H + pads[0] + pads[1] - k[0]) // strides[0] + 1,
-        (W + pads[2] + pads[3] - k[1]) // strides[1] + 1,
-    )
+    return out_hw(x_shape[1:3], k, strides, pads)
 
 
 def im2col(x, kernel_size, strides, pads):
