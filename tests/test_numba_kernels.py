@@ -5,6 +5,7 @@ no deadline because the first example of each dtype carries the JIT compile (or 
 """
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -57,6 +58,43 @@ def test_importing_the_backend_compiles_nothing():
         "assert all(not k.signatures for k in ks), [k.signatures for k in ks]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _features_after_import(env_extra):
+    """numba.config.CPU_FEATURES after importing the kernels, and the code generator's own
+    features after a compile, in a fresh process (Numba makes its generator once)."""
+    code = (
+        "import numba, numpy as np\n"
+        "from minicnn.kernels import numba_config\n"
+        "from numba.core.codegen import get_host_cpu_features\n"
+        "from numba.core.registry import cpu_target\n"
+        "numba.njit(lambda a: a.sum())(np.ones(3))\n"
+        "print(repr(numba.config.CPU_FEATURES))\n"
+        "print(cpu_target.target_context.codegen()._tm_features)\n"
+        "print(get_host_cpu_features())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env,
+                         capture_output=True, text=True).stdout.splitlines()
+    return out[0], out[1], out[2]
+
+
+def test_kernels_compile_for_full_width_vectors_on_avx512():
+    # numba_config lifts LLVM's prefer-256-bit tuning on AVX-512 hosts, and only there
+    config, used, host = _features_after_import({})
+    if "+avx512f" in host.split(","):
+        assert used == host + ",-prefer-256-bit"
+        assert config == repr(used)
+    else:
+        assert config == "None"
+        assert "prefer-256-bit" not in used
+
+
+def test_a_users_cpu_features_are_left_alone():
+    _, _, host = _features_after_import({})
+    config, used, _ = _features_after_import({"NUMBA_CPU_FEATURES": host})
+    assert used == host and config == repr(host)
 
 
 @st.composite

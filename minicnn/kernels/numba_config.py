@@ -80,8 +80,8 @@ def _full_width_vectors() -> None:
     clock drop of early Skylake-X; clang lifts it with -mprefer-vector-width=512, Numba has no
     such option. The kernels' inner loops run over 32 or 64 channels, which are two or four
     full registers at 512 bits: on such a machine the guard halves the width of every loop (the
-    deep model's conv forward 1.6x slower, the seed's fused backward 1.8x). So minicnn passes
-    the host's own features plus "-prefer-256-bit". Numba reads them when it makes its code
+    README's Backends section has the measured cost). So minicnn passes the host's own
+    features plus "-prefer-256-bit". Numba reads them when it makes its code
     generator, at the first compile in the process, and keys its disk cache by them, so a
     cached kernel is never reused across the two settings. A user's NUMBA_CPU_NAME or
     NUMBA_CPU_FEATURES (a portable cache, say) is left alone, as is a process in which Numba
