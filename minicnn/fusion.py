@@ -151,23 +151,36 @@ class ConvReluPool:
         pool = self.pool
         return (pool.pool_size, pool.strides) if pool is not None else ((1, 1), (1, 1))
 
-    def forward(self, x, training=False):
-        """x (N, H, W, C) -> the last fused layer's output."""
+    def _layerwise_forward(self, x, training):
+        """The tail's active dropouts, and, when one has an injected mask (parity), each layer
+        run on its own so that it draws its own (self._layerwise): the output, else None."""
         dropouts = [d for d in self.tail if type(d) is Dropout and training and d.rate > 0]
         self._layerwise = any(d.mask_source is not None for d in dropouts)
-        if self._layerwise:  # injected masks: let each layer draw its own
-            for layer in self.layers:
-                x = layer.forward(x, training=training)
-            return x
+        if not self._layerwise:
+            return dropouts, None
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return dropouts, x
+
+    def _conv_operands(self, x):
+        """What the fused kernels read and write: x contiguous in the kernel's dtype, w, b
+        (zeros without a bias), the geometry, and the buffers out and code (N, Hq, Wq, F)."""
         conv = self.conv
         w = conv.params["kernel"]
         x = np.ascontiguousarray(x, dtype=w.dtype)
         b = conv.params["bias"] if conv.use_bias else np.zeros(w.shape[3], w.dtype)
         g = conv_geometry(x.shape[1:3], conv.kernel_size, conv.strides, conv.pads,
                           *self._pooling())
-        shape = (x.shape[0], g.Hq, g.Wq, w.shape[3])  # (N, Hq, Wq, F)
-        out = self._buffer("out", shape, w.dtype)
-        code = self._buffer("code", shape, np.int8)
+        shape = (x.shape[0], g.Hq, g.Wq, w.shape[3])
+        return x, w, b, g, self._buffer("out", shape, w.dtype), self._buffer("code", shape,
+                                                                             np.int8)
+
+    def forward(self, x, training=False):
+        """x (N, H, W, C) -> the last fused layer's output."""
+        dropouts, y = self._layerwise_forward(x, training)
+        if self._layerwise:
+            return y
+        x, w, b, g, out, code = self._conv_operands(x)
         keys, thresholds, scales = _draw_dropouts(dropouts, w.dtype)
         ops(self.backend).conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code)
         self._x, self._code, self._scales, self._g = x, code, scales, g
@@ -225,21 +238,11 @@ class ConvReluPoolDense(ConvReluPool):
     def forward(self, x, training=False):
         """x (N, H, W, 1) -> activation(logits) (N, K)."""
         dense = self.dense
-        dropouts = [d for d in self.tail if type(d) is Dropout and training and d.rate > 0]
-        self._layerwise = any(d.mask_source is not None for d in dropouts)
+        dropouts, y = self._layerwise_forward(x, training)
         if self._layerwise:
-            for layer in self.layers:
-                x = layer.forward(x, training=training)
-            return x
-        conv = self.conv
-        w = conv.params["kernel"]
-        x = np.ascontiguousarray(x, dtype=w.dtype)
-        b = conv.params["bias"] if conv.use_bias else np.zeros(w.shape[3], w.dtype)
-        g = conv_geometry(x.shape[1:3], conv.kernel_size, conv.strides, conv.pads,
-                          *self._pooling())
+            return y
+        x, w, b, g, out, code = self._conv_operands(x)
         N, K = x.shape[0], dense.units
-        out = self._buffer("out", (N, g.Hq, g.Wq, w.shape[3]), w.dtype)
-        code = self._buffer("code", out.shape, np.int8)
         z = np.empty((N, K), w.dtype)  # the logits: kept by the Dense's cache, so not reused
         keys, thresholds, scales = _draw_dropouts(dropouts, w.dtype)
         wt = np.ascontiguousarray(dense.params["kernel"].T)  # (K, M)
