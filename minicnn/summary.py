@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Column widths of Keras's table on an 80-column terminal (line_length 76, positions .45/.80/1).
 WIDTHS = (33, 24, 15)
 
@@ -19,10 +21,34 @@ def _rule(left, mid, right, fill):
     return left + mid.join(fill * w for w in WIDTHS) + right
 
 
-def _row(cells, bar="│"):
-    a, b, c = cells
+def _wrap(text: str, width: int) -> list[str]:
+    """The lines rich (which draws Keras's table) wraps a cell into: word by word, and a word
+    wider than the column on a line of its own, cut to the width with an ellipsis (rich's
+    divide_line with fold=False, then truncate with overflow='ellipsis', a Column's default).
+    A layer named max_pooling2d_400 puts its "(MaxPooling2D)" on a second line."""
+    breaks, used = [], 0
+    for match in re.finditer(r"\s*\S+\s*", text):  # a word and the blanks after it
+        start, word = match.start(), match.group()
+        length = len(word.rstrip())
+        if width - used >= length:
+            used += len(word)
+            continue
+        if start and (used or length > width):
+            breaks.append(start)
+        used = len(word)
+    bounds = [0, *breaks, len(text)]
+    lines = [text[a:b].rstrip() for a, b in zip(bounds, bounds[1:])] or [""]
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+
+
+def _row(cells, bar="│") -> list[str]:
+    """One table row: the cells wrapped as rich wraps them, so possibly several lines."""
     w1, w2, w3 = (w - 2 for w in WIDTHS)
-    return f"{bar} {a:<{w1}} {bar} {b:<{w2}} {bar} {c:>{w3}} {bar}"
+    wrapped = [_wrap(cell, w) for cell, w in zip(cells, (w1, w2, w3))]
+    height = max(map(len, wrapped))
+    a, b, c = ([*lines, *[""] * (height - len(lines))] for lines in wrapped)
+    return [f"{bar} {a[i]:<{w1}} {bar} {b[i]:<{w2}} {bar} {c[i]:>{w3}} {bar}"
+            for i in range(height)]
 
 
 def format_shape(shape) -> str:
@@ -32,10 +58,10 @@ def format_shape(shape) -> str:
 def summary_lines(model) -> list[str]:
     """The lines of model.summary() for a built Sequential model."""
     lines = [f'Model: "{model.name}"', _rule("┏", "┳", "┓", "━"),
-             _row(("Layer (type)", "Output Shape", "Param #"), "┃"), _rule("┡", "╇", "┩", "━")]
+             *_row(("Layer (type)", "Output Shape", "Param #"), "┃"), _rule("┡", "╇", "┩", "━")]
     shapes = model.output_shapes()
     for i, (layer, shape) in enumerate(zip(model.layers, shapes)):
-        lines.append(_row((f"{layer.name} ({type(layer).__name__})",
+        lines.extend(_row((f"{layer.name} ({type(layer).__name__})",
                            format_shape((None, *shape)), f"{layer.count_params():,}")))
         if i < len(model.layers) - 1:
             lines.append(_rule("├", "┼", "┤", "─"))

@@ -266,6 +266,28 @@ def test_summary_matches_keras(name):
     assert f" Total params: {total}" in lines
 
 
+@pytest.mark.parametrize("names", [
+    # a name and its type too wide for the column: rich wraps "(Type)" onto a second line
+    {1: "max_pooling2d_400", 4: "dropout_800"},
+    # exactly the column's 31 characters with its type, then one more
+    {0: "c" * 22, 5: "d" * 24},
+    # one word wider than the column: cut to it with an ellipsis
+    {3: "f" * 40, 5: "dense_layer_with_a_rather_long_descriptive_name"},
+    # many short words, and the blanks between them kept
+    {0: "a b c " * 8},
+])
+def test_summary_wraps_long_layer_names_as_keras(names):
+    from minicnn.summary import summary_lines
+
+    model = architectures.build("seed")  # conv, pool, dropout, flatten, dropout, dense
+    for i, name in names.items():
+        model.layers[i].name = name
+    ours = summary_lines(model)
+    theirs = keras_summary_lines(to_keras(model, dropout="keras"))
+    assert len(ours) > 19  # some row did wrap (the seed's table has 19 lines unwrapped)
+    assert [line.rstrip() for line in ours if line.strip()] == theirs
+
+
 def test_from_keras_takes_keras_initialisation():
     spec = architectures.build("deep")
     kmodel = to_keras(spec, dropout="keras", copy_weights=False)  # Keras's own Glorot weights
