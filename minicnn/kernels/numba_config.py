@@ -8,15 +8,21 @@ instead of twice, so no less accurate); the parity suite passes at its float32 t
 Reassociation and the no-NaN/no-inf assumptions stay off: they would change results between
 backends and hide bad inputs.
 
-Threads. No kernel uses Numba's parallel=True: each is a serial function over a range of
-samples [n0, n1) (or of channels, or columns), and ``run_chunks`` splits a batch into one
-contiguous chunk per thread, runs chunk 0 on the calling thread and the others on a small pool
-of worker threads, and waits. Chunks write disjoint memory (each kernel says why); partial
-sums (weight gradients) go to one buffer per chunk, summed afterwards in a fixed order, so
-results do not depend on timing. Why not prange: its parallel lowering more than doubled the
-compile time of every kernel (the first run of a fresh install spent most of its minute
-there), for a launch cost only ~10 us lower than this pool's. The thread count is
-MINICNN_NUM_THREADS, else NUMBA_NUM_THREADS, else the CPU count (``set_num_threads``).
+Threads. Every kernel is a serial function over a range of samples [n0, n1) (or of channels,
+or columns), and ``run_chunks`` splits a batch into one contiguous chunk per thread, runs
+chunk 0 on the calling thread and the others on a small pool of worker threads, and waits.
+Chunks write disjoint memory (each kernel says why); partial sums (weight gradients) go to one
+buffer per chunk, summed afterwards in a fixed order, so results do not depend on timing.
+
+Launch cost. Waking a pool thread and waiting for it costs ~75 us a launch on the 2-core
+virtual machines this was measured on (the OS's wake-up latency: an empty launch takes as long),
+nothing beside the deep model's 5-15 ms kernels but a quarter of a seed-model kernel: so the
+seed's backward is one launch, not two (numba_conv_pool.conv_pool_dense_backward_c1). Tried
+and not taken: a Numba prange twin per kernel (OpenMP's threads spin between launches, ~2 us,
+but each twin compiled for ~2 s on a cold cache, and GNU OpenMP aborts a forked child), and
+workers spinning on a flag in compiled code (~13 us an empty launch, no gain measured in a
+training step). The thread count is MINICNN_NUM_THREADS, else NUMBA_NUM_THREADS, else the CPU
+count (``set_num_threads``).
 
 BLAS. The dense layers' products run in NumPy's BLAS between the kernels: BLAS must keep to
 one thread meanwhile, or its pool and ours fight over the cores; ``compute_scope()`` (BLAS on
@@ -159,6 +165,14 @@ def run_chunks(kernel, n: int, *args, chunks: int | None = None) -> None:
     finally:
         for f in futures:
             f.result()
+
+
+def _after_fork_in_child() -> None:
+    global _executor
+    _executor = None  # the parent's pool threads do not exist here: a new pool when needed
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from minicnn.kernels.numba_conv import (
     _into,
     _zeros,
 )
-from minicnn.kernels.numba_dense import LANES, _forward_rows
+from minicnn.kernels.numba_dense import LANES, _forward_rows, dense_backward
 
 # Below this many input channels a winner's nine products are too short to beat the dense
 # route (the seed's one-channel conv has its own fused helper).
@@ -268,19 +268,27 @@ def _dw3x3_pool2x2(xp, g, code, dw, db):
     """dw, db += gradients of _conv3x3_pool2x2 for one sample, from the pooled gradient g.
 
     Each pool window's gradient goes to its winner (code) only: per window, the four candidate
-    gradients are g or 0 by code, and each tap sums four products before touching dw.
+    gradients are g or 0 by code, and each tap adds its four products to dw in one chain of
+    fused multiply-adds. The nine taps of a channel are nine 1-D rows, made once per channel:
+    LLVM vectorises updates of separate rows along f, not of one 4-D array's.
     Shapes: xp (>= 2*Hq+2, >= 2*Wq+2, C), g, code (Hq, Wq, F), dw (3, 3, C, F), db (F,).
     """
     Hq, Wq, F = g.shape
     C = xp.shape[2]
     zero = g.dtype.type(0)
     for iq in range(Hq):
-        i = 2 * iq
         for jq in range(Wq):
-            j = 2 * jq
+            gr, cr = g[iq, jq], code[iq, jq]
             for f in range(F):
-                db[f] += g[iq, jq, f] if code[iq, jq, f] >= 0 else zero
-            for c in range(C):
+                db[f] += gr[f] if cr[f] >= 0 else zero
+    for c in range(C):
+        w00, w01, w02 = dw[0, 0, c], dw[0, 1, c], dw[0, 2, c]
+        w10, w11, w12 = dw[1, 0, c], dw[1, 1, c], dw[1, 2, c]
+        w20, w21, w22 = dw[2, 0, c], dw[2, 1, c], dw[2, 2, c]
+        for iq in range(Hq):
+            i = 2 * iq
+            for jq in range(Wq):
+                j = 2 * jq
                 x00, x01, x02, x03 = xp[i, j, c], xp[i, j + 1, c], xp[i, j + 2, c], xp[i, j + 3, c]
                 x10, x11 = xp[i + 1, j, c], xp[i + 1, j + 1, c]
                 x12, x13 = xp[i + 1, j + 2, c], xp[i + 1, j + 3, c]
@@ -288,21 +296,32 @@ def _dw3x3_pool2x2(xp, g, code, dw, db):
                 x22, x23 = xp[i + 2, j + 2, c], xp[i + 2, j + 3, c]
                 x30, x31 = xp[i + 3, j, c], xp[i + 3, j + 1, c]
                 x32, x33 = xp[i + 3, j + 2, c], xp[i + 3, j + 3, c]
+                gr, cr = g[iq, jq], code[iq, jq]
                 for f in range(F):
-                    k, v = code[iq, jq, f], g[iq, jq, f]
+                    k, v = cr[f], gr[f]
                     g0 = v if k == 0 else zero
                     g1 = v if k == 1 else zero
                     g2 = v if k == 2 else zero
                     g3 = v if k == 3 else zero
-                    dw[0, 0, c, f] += x00 * g0 + x01 * g1 + x10 * g2 + x11 * g3
-                    dw[0, 1, c, f] += x01 * g0 + x02 * g1 + x11 * g2 + x12 * g3
-                    dw[0, 2, c, f] += x02 * g0 + x03 * g1 + x12 * g2 + x13 * g3
-                    dw[1, 0, c, f] += x10 * g0 + x11 * g1 + x20 * g2 + x21 * g3
-                    dw[1, 1, c, f] += x11 * g0 + x12 * g1 + x21 * g2 + x22 * g3
-                    dw[1, 2, c, f] += x12 * g0 + x13 * g1 + x22 * g2 + x23 * g3
-                    dw[2, 0, c, f] += x20 * g0 + x21 * g1 + x30 * g2 + x31 * g3
-                    dw[2, 1, c, f] += x21 * g0 + x22 * g1 + x31 * g2 + x32 * g3
-                    dw[2, 2, c, f] += x22 * g0 + x23 * g1 + x32 * g2 + x33 * g3
+                    s00 = (((w00[f] + x00 * g0) + x01 * g1) + x10 * g2) + x11 * g3
+                    s01 = (((w01[f] + x01 * g0) + x02 * g1) + x11 * g2) + x12 * g3
+                    s02 = (((w02[f] + x02 * g0) + x03 * g1) + x12 * g2) + x13 * g3
+                    s10 = (((w10[f] + x10 * g0) + x11 * g1) + x20 * g2) + x21 * g3
+                    s11 = (((w11[f] + x11 * g0) + x12 * g1) + x21 * g2) + x22 * g3
+                    s12 = (((w12[f] + x12 * g0) + x13 * g1) + x22 * g2) + x23 * g3
+                    s20 = (((w20[f] + x20 * g0) + x21 * g1) + x30 * g2) + x31 * g3
+                    s21 = (((w21[f] + x21 * g0) + x22 * g1) + x31 * g2) + x32 * g3
+                    s22 = (((w22[f] + x22 * g0) + x23 * g1) + x32 * g2) + x33 * g3
+                    # stored after every load: a store first would make LLVM load them again
+                    w00[f] = s00
+                    w01[f] = s01
+                    w02[f] = s02
+                    w10[f] = s10
+                    w11[f] = s11
+                    w12[f] = s12
+                    w20[f] = s20
+                    w21[f] = s21
+                    w22[f] = s22
 # fmt: on
 
 
@@ -647,17 +666,24 @@ def conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, parts_w, parts_
 def _dense_dx_row(dz, wt, g):
     """g = wt.T @ dz: the gradient at one sample's flattened outputs from its logits' gradient.
 
-    Shapes: dz (K,), wt (K, M) the Dense kernel transposed -> g (M,). K passes over g, each
-    a vectorised multiply-add along M.
+    Shapes: dz (K,), wt (K, M) the Dense kernel transposed -> g (M,). One vectorised pass along
+    M per four logits (a pass per logit would load and store g K times: 10 for the seed).
     """
     K, M = wt.shape
     zero = g.dtype.type(0)
     for e in range(M):
         g[e] = zero
-    for k in range(K):
+    k = 0
+    while k + 4 <= K:
+        d0, d1, d2, d3 = dz[k], dz[k + 1], dz[k + 2], dz[k + 3]
+        for e in range(M):
+            g[e] += d0 * wt[k, e] + d1 * wt[k + 1, e] + d2 * wt[k + 2, e] + d3 * wt[k + 3, e]
+        k += 4
+    while k < K:
         d = dz[k]
         for e in range(M):
             g[e] += d * wt[k, e]
+        k += 1
 
 
 @njit(**JIT)
@@ -705,3 +731,20 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
         _scaled(row, scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _dw3x3_pool2x2(src, gs, code[n], dw, parts_b[t, :F])
+
+
+@njit(**JIT)
+def conv_pool_dense_backward_c1(dzp, h, wd, dwd, dz, wt, code, x, scales, g, parts_w, parts_b,
+                                t, n0, n1):
+    """Chunk t of the seed network's whole backward: the Dense's weight gradient for the
+    columns [n0*D//N, n1*D//N) (numba_dense.dense_backward: each column summed over every row,
+    so the result does not depend on the chunks), then conv_pool_dense_backward_3x3 for the
+    samples [n0, n1). One launch instead of two.
+
+    Shapes: dzp (N, Kp) dz zero-padded (numba_dense.pad_and_sum), h (N, D) the flat output,
+    wd (D, K) the Dense kernel -> dwd (D, K); the rest as conv_pool_dense_backward_3x3.
+    """
+    N, D = h.shape
+    no_dx = np.empty((0, 0), h.dtype)
+    dense_backward(dzp, h, wd, False, no_dx, dwd, t, n0 * D // N, n1 * D // N)
+    conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1)

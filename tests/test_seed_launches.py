@@ -1,0 +1,123 @@
+"""The seed unit's launches: its backward in one launch, and the worker pool across fork().
+
+conv_pool_dense_backward_c1 does in one launch what took two (the Dense's weight gradient,
+split by columns, and the conv's, split by samples): it must give the two-launch form's bits,
+the Dense's dW must not depend on the chunk count, and it must equal h.T @ dz. A process made
+by fork() after the pool started (whose threads it does not inherit) must still compute.
+"""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from minicnn.config import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="the kernels need Numba")
+
+if numba_available():
+    from minicnn.kernels import numba_config, numba_conv_pool, numba_dense
+    from minicnn.kernels.numba_config import run_chunks
+    from minicnn.kernels.dropout_mask import keep_threshold, mask_key
+    from minicnn.kernels.geometry import conv_geometry
+
+
+def _forward_operands(n, dtype, seed=0):
+    """The seed unit's forward operands (a 3x3 conv on 10x9x1 inputs, 2x2 pool, two dropouts,
+    a Dense(3)), with output buffers filled with NaN so that a chunk left out would show."""
+    rng = np.random.default_rng(seed)
+    g = conv_geometry((10, 9), (3, 3), (1, 1), (0, 0, 0, 0), (2, 2), (2, 2))
+    F, K = 5, 3
+    M = g.Hq * g.Wq * F
+    x = rng.standard_normal((n, 10, 9, 1)).astype(dtype)
+    w = rng.standard_normal((3, 3, 1, F)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) * 0.3
+    keys = np.array([mask_key(3, 1), mask_key(8, 4)], np.uint64)
+    thresholds = np.array([keep_threshold(0.25), keep_threshold(0.5)], np.uint64)
+    scales = np.array([1 / 0.75, 2.0], dtype)
+    wt = rng.standard_normal((K, M)).astype(dtype)
+    bd = rng.standard_normal(K).astype(dtype)
+    out = np.full((n, g.Hq, g.Wq, F), np.nan, dtype)
+    code = np.full(out.shape, 9, np.int8)
+    z = np.full((n, K), np.nan, dtype)
+    return [x, w, b, g, keys, thresholds, scales, wt, bd, out, code, z]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, T", [(1, 1), (2, 2), (7, 2), (7, 3), (16, 5)])
+def test_one_launch_backward_gives_the_two_launch_bits(dtype, n, T):
+    fwd = _forward_operands(n, dtype)
+    run_chunks(numba_conv_pool.conv_pool_dense_forward_c1, n, *fwd, chunks=1)
+    x, g, scales, wt, out, code = fwd[0], fwd[3], fwd[6], fwd[7], fwd[9], fwd[10]
+    rng = np.random.default_rng(n)
+    K = wt.shape[0]
+    dz = rng.standard_normal((n, K)).astype(dtype)
+    dzp = np.empty((n, K + (-K) % 4), dtype)
+    numba_dense.pad_and_sum(dz, dzp, np.empty(K, dtype))
+    h = out.reshape(n, -1)
+    wd = np.ascontiguousarray(wt.T)
+
+    def parts(T):
+        return np.zeros((T, 9 * 5), dtype), np.zeros((T, g.Wq * 5), dtype)
+
+    dwd = np.full(wd.shape, np.nan, dtype)  # NaN: a column no chunk wrote would show
+    pw, pb = parts(T)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, wd, dwd, dz, wt, code, x,
+               scales, g, pw, pb, chunks=T)
+
+    two_dwd = np.full(wd.shape, np.nan, dtype)  # the two launches it replaces
+    two_pw, two_pb = parts(T)
+    run_chunks(numba_dense.dense_backward, h.shape[1], dzp, h, wd, False,
+               np.empty((0, 0), dtype), two_dwd)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_3x3, n, dz, wt, code, x, scales, g,
+               two_pw, two_pb, chunks=T)
+    for a, b in ((dwd, two_dwd), (pw, two_pw), (pb, two_pb)):
+        np.testing.assert_array_equal(a, b)
+
+    one_dwd = np.full(wd.shape, np.nan, dtype)  # the Dense's dW: the same bits for one chunk
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, wd, one_dwd, dz, wt,
+               code, x, scales, g, *parts(1), chunks=1)
+    np.testing.assert_array_equal(dwd, one_dwd)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dwd, h.T @ dz, rtol=tol, atol=tol)
+
+
+def _child_trains(queue):
+    """In a forked child: train a step and predict with the numba backend; report the
+    probabilities."""
+    try:
+        import minicnn
+        from minicnn import architectures
+
+        minicnn.set_backend("numba")
+        minicnn.set_random_seed(0)
+        model = architectures.build("seed")
+        model.compile(loss="categorical_crossentropy", optimizer="adam")
+        rng = np.random.default_rng(0)
+        x = rng.random((8, 28, 28, 1), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+        model.train_on_batch(x, y)
+        queue.put(model.predict(x, verbose=0))
+    except BaseException as e:  # the parent reports it
+        queue.put(("error", repr(e)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_makes_its_own_worker_pool():
+    import minicnn
+    from minicnn import architectures
+
+    minicnn.set_backend("numba")
+    model = architectures.build("seed")
+    model.predict(np.zeros((4, 28, 28, 1), np.float32), verbose=0)  # the parent's pool starts
+    assert numba_config._executor is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_trains, args=(queue,))
+    child.start()
+    child.join(120)  # the result is small: the child's queue does not block its exit
+    assert child.exitcode == 0  # without a new pool the child's first launch waits forever
+    probs = queue.get(timeout=10)
+    assert not (isinstance(probs, tuple) and probs[0] == "error"), probs
+    assert probs.shape == (8, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
