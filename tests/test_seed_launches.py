@@ -18,9 +18,9 @@ pytestmark = pytest.mark.skipif(not numba_available(), reason="the kernels need 
 
 if numba_available():
     from minicnn.kernels import numba_config, numba_conv_pool, numba_dense
-    from minicnn.kernels.numba_config import run_chunks
     from minicnn.kernels.dropout_mask import keep_threshold, mask_key
     from minicnn.kernels.geometry import conv_geometry
+    from minicnn.kernels.numba_config import run_chunks
 
 
 def _forward_operands(n, dtype, seed=0):
