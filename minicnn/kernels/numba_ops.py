@@ -242,8 +242,8 @@ def conv_pool_dense_backward(dz, wd, wt, h, code, x, scales, g, dw, db, dwd, dbd
     T = chunks_for(N)
     parts_w = _parts(T, dw.size, dw.dtype)
     parts_b = _parts(T, g.Wq * F, dw.dtype)
-    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, N, dzp, h, wd, dwd, dz, wt, code,
-               x, scales, g, parts_w, parts_b, chunks=T)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, N, dzp, h, wd, dwd, wt, code, x,
+               scales, g, parts_w, parts_b, chunks=T)
     numba_conv._sum_parts(parts_w, dw.ravel())
     _sum_db(parts_b, g.Wq, db)
 
