@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import naive, numpy_ops
-from minicnn.kernels.dropout_mask import keep_mask, keep_threshold, mask_key
+from minicnn.kernels.dropout_mask import (
+    GOLDEN,
+    keep_mask,
+    keep_threshold,
+    mask_key,
+    mix64_int,
+    uniforms,
+)
 from minicnn.kernels.geometry import window_2d
 from tests.helpers import assert_close, run_without_jit
 from tests.tolerances import KERNEL_F32, KERNEL_F64
@@ -234,15 +241,17 @@ def test_bad_input_is_rejected_before_any_work():
     seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=3),
     counter=st.integers(0, 10**6),
     rates=st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 0.999]), min_size=3, max_size=3),
-    size=st.sampled_from([0, 1, 7, 64, 1000, 5409]),
+    size=st.sampled_from([0, 1, 3, 7, 64, 1000, 5409]),
+    first=st.sampled_from([0, 1, 2, 3, 5408, 10_819]),
 )
-def test_dropout_hash_is_bit_identical_to_numpy(seeds, counter, rates, size):
+def test_dropout_hash_is_bit_identical_to_numpy(seeds, counter, rates, size, first):
+    # first: a sample's units start anywhere in a 64-bit word (four 16-bit uniforms each)
     keys = [mask_key(s, counter + i) for i, s in enumerate(seeds)]
     thresholds = [keep_threshold(r) for r in rates[: len(seeds)]]
-    got = _fused_keep(keys, thresholds, size)
+    got = _fused_keep(keys, thresholds, size, first)
     expected = np.ones(size, bool)
     for i, (s, r) in enumerate(zip(seeds, rates)):
-        expected &= keep_mask(s, counter + i, size, r)
+        expected &= keep_mask(s, counter + i, first + size, r)[first:]
     np.testing.assert_array_equal(got.astype(bool), expected)
 
 
@@ -251,21 +260,48 @@ def _fused_keep(keys, thresholds, size, first=0):
     out, code = np.ones(size), np.zeros(size, np.int8)
     numba_conv_pool._dropout_rows(out, code, first, np.array(keys, np.uint64),
                                   np.array(thresholds, np.uint64), np.full(len(keys), 2.0),
-                                  np.empty(size, np.uint8))
+                                  *numba_conv_pool.dropout_scratch(size))
     np.testing.assert_array_equal(out, np.where(code >= 0, 2.0 ** len(keys), 0.0))
     return code >= 0
 
 
 def test_the_fused_kernels_hash_numbers_units_from_the_samples_offset():
     key, threshold = mask_key(12345, 6), keep_threshold(0.4)
-    got = _fused_keep([key], [threshold], 300, first=200)
-    np.testing.assert_array_equal(got, keep_mask(12345, 6, 500, 0.4)[200:])
+    for first in (200, 201, 202, 203):
+        got = _fused_keep([key], [threshold], 300, first=first)
+        np.testing.assert_array_equal(got, keep_mask(12345, 6, first + 300, 0.4)[first:])
+
+
+def test_dropout_uniforms_are_the_hash_words_16_bits_at_a_time():
+    # by hand, on Python ints: unit i is bits 16*(i % 4) .. +15 of mix(key + (i // 4) * G)
+    key = mask_key(7, 3)
+    words = [mix64_int(key + j * GOLDEN) for j in range(3)]
+    expected = [(words[i // 4] >> (16 * (i % 4))) & 0xFFFF for i in range(10)]
+    assert uniforms(key, 10).tolist() == expected
+    assert keep_mask(7, 3, 10, 0.5).tolist() == [u >= 32768 for u in expected]
+    assert [bool(numba_conv_pool._keeps(np.uint64(key), np.uint64(32768), i))
+            for i in range(10)] == [u >= 32768 for u in expected]
 
 
 def test_dropout_hash_keeps_the_right_fraction():
     keep = _fused_keep([mask_key(0, 0)], [keep_threshold(0.25)], 200_000)
     # binomial standard deviation at n = 2e5, p = 0.75: ~0.001; 0.005 is five of them
     assert abs(keep.mean() - 0.75) < 0.005
+
+
+def test_the_four_units_of_a_hash_word_are_independent():
+    # the four 16-bit fields of one word must not move together: each pair of fields keeps
+    # both units 0.75**2 of the time at rate 0.25 (sd ~0.0011 over 2e5 words; 0.006 is five)
+    keep = _fused_keep([mask_key(1, 2)], [keep_threshold(0.25)], 800_000).reshape(-1, 4)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert abs((keep[:, a] & keep[:, b]).mean() - 0.5625) < 0.006, (a, b)
+
+
+def test_keep_threshold_rounds_the_rate_down_to_16_bits():
+    assert keep_threshold(0.25) == 16384 and keep_threshold(0.5) == 32768
+    assert keep_threshold(0.3) == 19660  # drops 19660 / 65536 = 0.29999 of the units
+    assert keep_threshold(0.0) == 0
 
 
 # --- dense ---------------------------------------------------------------------------------------

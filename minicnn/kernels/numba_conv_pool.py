@@ -199,62 +199,94 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
 
 
 # SplitMix64, as dropout_mask.py computes it in NumPy: the kernel hashes its dropout masks itself,
-# so they cost no pass of their own.
+# so they cost no pass of their own. The 16-bit uniforms are read straight from the words'
+# memory, which is the formula's order on a little-endian machine (every CPU Numba targets).
 _GOLDEN = np.uint64(GOLDEN)
 _M1, _M2 = np.uint64(M1), np.uint64(M2)
-_S27, _S30, _S31, _S40 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(40)
+_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+_FIELD = np.uint64(0xFFFF)
 
 
 @njit(**JIT)
 def _keeps(key, threshold, i):
-    """True when element i of the dropout mask with this key is kept (dropout_mask.py)."""
-    z = key + np.uint64(i) * _GOLDEN
+    """True when unit i of the dropout mask with this key is kept (dropout_mask.py's formula,
+    one unit at a time: the tests' reference for _mask_words)."""
+    z = key + np.uint64(i // 4) * _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
-    return ((z ^ (z >> _S31)) >> _S40) >= threshold
+    z = z ^ (z >> _S31)
+    return ((z >> np.uint64(16 * (i % 4))) & _FIELD) >= threshold
 
 
 @njit(**JIT)
-def _dropout_rows(out, code, e0, keys, thresholds, scales, keep):
+def _mask_words(key, first, words):
+    """words[j] = word first + j of the mask with this key (dropout_mask.mask_words)."""
+    for j in range(words.size):  # vectorised: eight hashes per AVX-512 register
+        z = key + (first + np.uint64(j)) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        words[j] = z ^ (z >> _S31)
+
+
+@njit(**JIT)
+def dropout_scratch(M):
+    """(keep, words): the scratch _dropout_rows needs for M units, made once per chunk."""
+    return np.empty(M, np.uint8), np.empty((2, M // 4 + 2), np.uint64)
+
+
+@njit(**JIT)
+def _uniforms(key, e0, M, words):
+    """The 16-bit uniforms of units e0 .. e0 + M - 1 of a mask, (M,) uint16 (a view of words,
+    (>= M // 4 + 2,) uint64 scratch, whose first words are hashed here)."""
+    w0 = e0 // 4
+    _mask_words(key, np.uint64(w0), words[: (e0 + M + 3) // 4 - w0])
+    return words.view(np.uint16)[e0 - 4 * w0: e0 - 4 * w0 + M]
+
+
+@njit(**JIT)
+def _dropout_rows(out, code, e0, keys, thresholds, scales, keep, words):
     """Apply the dropouts to one sample's pooled output, flat: out (M,), code (M,).
 
-    e0 is the sample's first element in the batch's C order (the masks' counter). A unit is
-    kept when every mask (keys[d], thresholds[d]) keeps it; a kept unit is multiplied by each
-    scale in turn (as the Dropout layers would, one after the other); a dropped one is
-    multiplied by 0 (so NaN stays NaN, as in the layer's x * mask) and gets code -1. keep (M,)
-    uint8 is scratch for three or more dropouts.
-    One and two dropouts (the seed and deep models) get a single pass each, which vectorises
-    (a 64-bit hash per unit costs less than a separate pass over the output).
+    e0 is the sample's first unit in the batch's C order (the masks' counter). A unit is kept
+    when every mask (keys[d], thresholds[d]) keeps it; a kept unit is multiplied by each scale
+    in turn (as the Dropout layers would, one after the other); a dropped one is multiplied by
+    0 (so NaN stays NaN, as in the layer's x * mask) and gets code -1. keep (M,) uint8 and
+    words (2, >= M // 4 + 2) uint64 are scratch (dropout_scratch).
+    One and two dropouts (the seed and deep models) get a single pass over the units after
+    their words are hashed, which vectorises on 16-bit integers.
     """
     zero, one = out.dtype.type(0), out.dtype.type(1)
+    M = out.size
     if keys.size == 1:
-        s0 = scales[0]
-        for e in range(out.size):
-            kept = _keeps(keys[0], thresholds[0], e0 + e)
+        u0, t0, s0 = _uniforms(keys[0], e0, M, words[0]), np.uint16(thresholds[0]), scales[0]
+        for e in range(M):
+            kept = u0[e] >= t0
             out[e] = out[e] * (s0 if kept else zero)
             code[e] = code[e] if kept else np.int8(-1)
         return
     if keys.size == 2:
-        s0, s1 = scales[0], scales[1]
-        for e in range(out.size):
-            kept = _keeps(keys[0], thresholds[0], e0 + e) & _keeps(keys[1], thresholds[1], e0 + e)
+        u0, t0, s0 = _uniforms(keys[0], e0, M, words[0]), np.uint16(thresholds[0]), scales[0]
+        u1, t1, s1 = _uniforms(keys[1], e0, M, words[1]), np.uint16(thresholds[1]), scales[1]
+        for e in range(M):
+            kept = (u0[e] >= t0) & (u1[e] >= t1)
             out[e] = out[e] * (s0 if kept else zero) * (s1 if kept else zero)
             code[e] = code[e] if kept else np.int8(-1)
         return
     for m in range(scales.size):
         s = scales[m]
-        for e in range(out.size):
+        for e in range(M):
             out[e] = out[e] * s
     if keys.size == 0:
         return
-    for e in range(out.size):
-        keep[e] = np.uint8(_keeps(keys[0], thresholds[0], e0 + e))
-    for d in range(1, keys.size):
-        for e in range(out.size):
-            keep[e] = keep[e] & np.uint8(_keeps(keys[d], thresholds[d], e0 + e))
-    for e in range(out.size):
+    for e in range(M):
+        keep[e] = np.uint8(1)
+    for d in range(keys.size):
+        u, t = _uniforms(keys[d], e0, M, words[0]), np.uint16(thresholds[d])
+        for e in range(M):
+            keep[e] = keep[e] & np.uint8(u[e] >= t)
+    for e in range(M):
         out[e] = out[e] * (zero if keep[e] == 0 else one)
-    for e in range(out.size):
+    for e in range(M):
         code[e] = code[e] if keep[e] != 0 else np.int8(-1)
 
 
@@ -476,11 +508,12 @@ def conv_pool_forward_3x3_c1(x, w, b, g, keys, thresholds, scales, out, code, t,
     M = g.Hq * g.Wq * F
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, 1) if padded else (0, 0, 1), x.dtype)
-    keep = np.empty(M, np.uint8)
+    keep, words = dropout_scratch(M)
     for n in range(n0, n1):
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _conv3x3_pool2x2_c1(src, w, b, out[n], code[n])
-        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
+                      words)
 
 
 @njit(**JIT)
@@ -492,11 +525,12 @@ def conv_pool_forward_3x3(x, w, b, g, keys, thresholds, scales, out, code, t, n0
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
     acc = np.empty((4, F), out.dtype)
-    keep = np.empty(M, np.uint8)
+    keep, words = dropout_scratch(M)
     for n in range(n0, n1):
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _conv3x3_pool2x2(src, w, b, out[n], code[n], acc)
-        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
+                      words)
 
 
 @njit(**JIT)
@@ -520,12 +554,13 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1
     acc = np.empty((4, F), out.dtype)
     best = np.empty(F, out.dtype)
     arg = np.empty(F, np.int8)
-    keep = np.empty(M, np.uint8)
+    keep, words = dropout_scratch(M)
     for n in range(n0, n1):
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _conv_sample(src, w, b, g.sh, g.sw, z, acc)
         _pool_relu(z, g.PH, g.PW, g.psh, g.psw, out[n], code[n], best, arg)
-        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
+                      words)
 
 
 @njit(**JIT)
@@ -699,13 +734,14 @@ def conv_pool_dense_forward_c1(x, w, b, g, keys, thresholds, scales, wt, bd, out
     M = g.Hq * g.Wq * F
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, 1) if padded else (0, 0, 1), x.dtype)
-    keep = np.empty(M, np.uint8)
+    keep, words = dropout_scratch(M)
     acc = np.empty((4, LANES), z.dtype)
     h = out.reshape((out.shape[0], M))
     for n in range(n0, n1):
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _conv3x3_pool2x2_c1(src, w, b, out[n], code[n])
-        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep)
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
+                      words)
         if (n - n0) % 2 == 1 or n == n1 - 1:  # a pair (or the chunk's odd last sample) is done
             m0 = n - (n - n0) % 2
             _forward_rows(h, wt, bd, z, m0, n + 1, acc[0], acc[1], acc[2], acc[3])

@@ -55,7 +55,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from minicnn.kernels.numba_config import JIT
-from minicnn.kernels.numba_conv_pool import _dropout_rows, _wins
+from minicnn.kernels.numba_conv_pool import _dropout_rows, _wins, dropout_scratch
 
 R = 4  # tiles per micro-kernel pass (its x0..x3 below)
 FB = 64  # filters per micro-kernel pass; U and M are padded to a multiple of FB
@@ -362,7 +362,7 @@ def winograd_pool_forward(x, U, bp, g, keys, thresholds, scales, out, code, t, n
     V = np.empty(16 * TB * C, x.dtype)  # stale rows past a block's last tile: never read
     M = np.empty(16 * TB * Fp, x.dtype)
     patch = np.empty(16 * C, x.dtype)
-    keep = np.empty(T * F, np.uint8)
+    keep, words = dropout_scratch(T * F)
     Uf = U.ravel()
     for n in range(n0, n1):
         for k0 in range(0, T, TB):
@@ -371,4 +371,4 @@ def winograd_pool_forward(x, U, bp, g, keys, thresholds, scales, out, code, t, n
             _products(V, Uf, M, TB, -(-(k1 - k0) // R) * R, C, Fp)
             _pool_block(M, TB, k0, k1, bp, out, code, n)
         _dropout_rows(out[n].ravel(), code[n].ravel(), n * T * F, keys, thresholds, scales,
-                      keep)
+                      keep, words)
