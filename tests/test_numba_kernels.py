@@ -309,7 +309,7 @@ def test_keep_threshold_rounds_the_rate_down_to_16_bits():
 # columns per partial-sum update in the forward, TILE columns per pass in the backward, and four
 # (zero-padded) outputs per pass in dx: D and K are drawn across those boundaries, N from 1.
 from minicnn.kernels import numba_dense  # noqa: E402  (needs Numba, checked above)
-from minicnn.kernels.numba_config import run_chunks  # noqa: E402
+from minicnn.kernels.numba_threads import run_chunks  # noqa: E402
 
 
 @st.composite
@@ -396,7 +396,7 @@ assert numba.config.DISABLE_JIT
 from minicnn.kernels import naive, numba_dense
 rng = np.random.default_rng(0)
 x, w, b, dout = (rng.standard_normal(s) for s in ((3, 70), (70, 3), (3,), (3, 3)))
-from minicnn.kernels.numba_config import run_chunks
+from minicnn.kernels.numba_threads import run_chunks
 out = np.empty((3, 3))
 run_chunks(numba_dense.dense_forward, 3, x, np.ascontiguousarray(w.T), b, out, chunks=2)
 dx, dw, db = np.empty((3, 70)), np.empty((70, 3)), np.empty(3)

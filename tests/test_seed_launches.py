@@ -17,10 +17,10 @@ from minicnn.config import numba_available
 pytestmark = pytest.mark.skipif(not numba_available(), reason="the kernels need Numba")
 
 if numba_available():
-    from minicnn.kernels import numba_config, numba_conv_pool, numba_dense
+    from minicnn.kernels import numba_conv_pool, numba_dense, numba_threads
     from minicnn.kernels.dropout_mask import keep_threshold, mask_key
     from minicnn.kernels.geometry import conv_geometry
-    from minicnn.kernels.numba_config import run_chunks
+    from minicnn.kernels.numba_threads import run_chunks
 
 
 def _forward_operands(n, dtype, seed=0):
@@ -111,7 +111,7 @@ def test_a_forked_child_makes_its_own_worker_pool():
     minicnn.set_backend("numba")
     model = architectures.build("seed")
     model.predict(np.zeros((4, 28, 28, 1), np.float32), verbose=0)  # the parent's pool starts
-    assert numba_config._executor is not None
+    assert numba_threads._workers  # the parent's workers run
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_trains, args=(queue,))

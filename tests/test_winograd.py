@@ -24,7 +24,7 @@ from tests.tolerances import KERNEL_F32, KERNEL_F64
 
 numba_ops = pytest.importorskip("minicnn.kernels.numba_ops")
 from minicnn.kernels import numba_conv_pool, numba_winograd  # noqa: E402
-from minicnn.kernels.numba_config import run_chunks  # noqa: E402
+from minicnn.kernels.numba_threads import run_chunks  # noqa: E402
 
 TOL = {np.float32: KERNEL_F32, np.float64: KERNEL_F64}
 SETTINGS = dict(max_examples=30, deadline=None, derandomize=True)

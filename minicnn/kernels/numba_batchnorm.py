@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.kernels.numba_config import JIT, run_chunks
+from minicnn.kernels.numba_config import JIT
+from minicnn.kernels.numba_threads import run_chunks
 
 
 @njit(**JIT)

@@ -8,21 +8,9 @@ instead of twice, so no less accurate); the parity suite passes at its float32 t
 Reassociation and the no-NaN/no-inf assumptions stay off: they would change results between
 backends and hide bad inputs.
 
-Threads. Every kernel is a serial function over a range of samples [n0, n1) (or of channels,
-or columns), and ``run_chunks`` splits a batch into one contiguous chunk per thread, runs
-chunk 0 on the calling thread and the others on a small pool of worker threads, and waits.
-Chunks write disjoint memory (each kernel says why); partial sums (weight gradients) go to one
-buffer per chunk, summed afterwards in a fixed order, so results do not depend on timing.
-
-Launch cost. Waking a pool thread and waiting for it costs ~75 us a launch on the 2-core
-virtual machines this was measured on (the OS's wake-up latency: an empty launch takes as long),
-nothing beside the deep model's 5-15 ms kernels but a quarter of a seed-model kernel: so the
-seed's backward is one launch, not two (numba_conv_pool.conv_pool_dense_backward_c1). Tried
-and not taken: a Numba prange twin per kernel (OpenMP's threads spin between launches, ~2 us,
-but each twin compiled for ~2 s on a cold cache, and GNU OpenMP aborts a forked child), and
-workers spinning on a flag in compiled code (~13 us an empty launch, no gain measured in a
-training step). The thread count is MINICNN_NUM_THREADS, else NUMBA_NUM_THREADS, else the CPU
-count (``set_num_threads``).
+Threads. The kernels split a batch into one chunk per thread (``chunks_for``), run by
+numba_threads.run_chunks. The thread count is MINICNN_NUM_THREADS, else NUMBA_NUM_THREADS, else
+the CPU count (``set_num_threads``).
 
 BLAS. The dense layers' products run in NumPy's BLAS between the kernels: BLAS must keep to
 one thread meanwhile, or its pool and ours fight over the cores; ``compute_scope()`` (BLAS on
@@ -43,7 +31,6 @@ import hashlib
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
@@ -117,8 +104,6 @@ def _default_threads() -> int:
 
 
 _threads = _default_threads()
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
 
 def num_threads() -> int:
@@ -137,42 +122,6 @@ def set_num_threads(n: int) -> None:
 def chunks_for(n: int) -> int:
     """How many per-thread chunks to split n items into: one per thread, at most n."""
     return max(1, min(n, _threads))
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None or _executor._max_workers < workers:
-            _executor = ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
-        return _executor
-
-
-def run_chunks(kernel, n: int, *args, chunks: int | None = None) -> None:
-    """kernel(*args, t, n0, n1) for chunk t = 0 .. T-1 of range(n), in parallel.
-
-    T = chunks or chunks_for(n); chunk t covers [t*n//T, (t+1)*n//T). Chunk 0 runs on the
-    calling thread, the others on the worker pool; returns when all are done (re-raising the
-    first error). The kernel must be nogil (numba_config.JIT) and write only its chunk's part.
-    """
-    T = chunks if chunks is not None else chunks_for(n)
-    if T <= 1:
-        kernel(*args, 0, 0, n)
-        return
-    pool = _pool(T - 1)
-    futures = [pool.submit(kernel, *args, t, t * n // T, (t + 1) * n // T) for t in range(1, T)]
-    try:
-        kernel(*args, 0, 0, n // T)
-    finally:
-        for f in futures:
-            f.result()
-
-
-def _after_fork_in_child() -> None:
-    global _executor
-    _executor = None  # the parent's pool threads do not exist here: a new pool when needed
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager

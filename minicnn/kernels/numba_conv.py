@@ -10,7 +10,7 @@ split in two levels:
   plain loop. numba_conv_pool.py reuses them for the fused conv + relu + max-pool unit.
 * three chunk kernels, one per job, each taking only what it uses: conv_forward,
   conv_backward_weights, conv_backward_input. Each does the samples [n0, n1) of one chunk;
-  numba_ops runs one chunk per thread (numba_config.run_chunks). A chunk writes only its own
+  numba_ops runs one chunk per thread (numba_threads.run_chunks). A chunk writes only its own
   samples' outputs, and weight gradients go to the chunk's own buffer, summed in a fixed order
   afterwards, so results do not depend on thread timing.
 
@@ -273,7 +273,7 @@ def flipped_kernels(w):
     return np.ascontiguousarray(w_t[::-1, ::-1]), w_t
 
 
-# --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
+# --- chunk kernels: one thread's share of a batch (numba_threads.run_chunks) ------------------
 
 
 @njit(**JIT)

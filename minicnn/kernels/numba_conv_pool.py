@@ -492,7 +492,7 @@ def _sum_parts_filter_first(parts, dw):
                     dw[p, q, c, f] = acc
 
 
-# --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
+# --- chunk kernels: one thread's share of a batch (numba_threads.run_chunks) ------------------
 # The seed's layers (3x3 conv, stride 1, then a 2x2 pool, stride 2) have their own helpers; the
 # callers (numba_ops) pick the chunk kernel, so a model compiles only the code it runs.
 def is_3x3_pool2(g) -> bool:

@@ -2,7 +2,7 @@
 
 Each function checks and allocates in Python, then runs a chunk kernel (numba_conv,
 numba_conv_pool, numba_winograd, numba_pool, numba_dense) on one chunk of the batch per thread
-(numba_config.run_chunks); see naive.py for the conventions. Importing this module compiles
+(numba_threads.run_chunks); see naive.py for the conventions. Importing this module compiles
 nothing: each kernel compiles on its first call for the dtypes it meets (float32 and float64)
 and is cached on disk, so later processes only load it; the wrappers pick the kernel for the
 case at hand, so a model compiles only the code it runs. 3x3 stride-1 convolutions with enough
@@ -24,7 +24,8 @@ import numpy as np
 
 from minicnn.kernels import numba_conv, numba_conv_pool, numba_dense, numba_pool, numba_winograd
 from minicnn.kernels.geometry import conv_geometry, out_hw
-from minicnn.kernels.numba_config import chunks_for, run_chunks
+from minicnn.kernels.numba_config import chunks_for
+from minicnn.kernels.numba_threads import run_chunks
 
 __all__ = [
     "conv2d_backward_input",

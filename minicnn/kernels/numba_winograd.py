@@ -312,7 +312,7 @@ def _pool_block(M, TB, k0, k1, bp, out, code, n):
                 cf[at + e] = cd[e]
 
 
-# --- chunk kernels: one thread's share of a batch (numba_config.run_chunks) ------------------
+# --- chunk kernels: one thread's share of a batch (numba_threads.run_chunks) ------------------
 @njit(inline="always", **JIT)
 def _block_size(T):
     """TB: T tiles in blocks of at most TB_MAX, as even as possible, TB a multiple of R."""
