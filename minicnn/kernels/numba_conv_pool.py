@@ -698,26 +698,39 @@ def conv_pool_backward_dx(dout, code, x, w_flip, w_t, scales, g, parts_w, parts_
 
 
 @njit(**JIT)
-def _dense_dx_row(dz, wt, g):
-    """g = wt.T @ dz: the gradient at one sample's flattened outputs from its logits' gradient.
+def _dense_dx_rows(dza, dzb, wt, ga, gb):
+    """ga = wt.T @ dza and gb = wt.T @ dzb: the gradients at two samples' flattened outputs
+    from their logits' gradients.
 
-    Shapes: dz (K,), wt (K, M) the Dense kernel transposed -> g (M,). One vectorised pass along
-    M per four logits (a pass per logit would load and store g K times: 10 for the seed).
+    Shapes: dza, dzb (K,), wt (K, M) the Dense kernel transposed -> ga, gb (M,). One vectorised
+    pass along M per four logits (a pass per logit would load and store g K times: 10 for the
+    seed), for both samples at once: each load of wt, which lives in L2, serves two products.
     """
     K, M = wt.shape
-    zero = g.dtype.type(0)
+    zero = ga.dtype.type(0)
     for e in range(M):
-        g[e] = zero
+        ga[e] = zero
+    for e in range(M):
+        gb[e] = zero
     k = 0
     while k + 4 <= K:
-        d0, d1, d2, d3 = dz[k], dz[k + 1], dz[k + 2], dz[k + 3]
+        a0, a1, a2, a3 = dza[k], dza[k + 1], dza[k + 2], dza[k + 3]
+        b0, b1, b2, b3 = dzb[k], dzb[k + 1], dzb[k + 2], dzb[k + 3]
         for e in range(M):
-            g[e] += d0 * wt[k, e] + d1 * wt[k + 1, e] + d2 * wt[k + 2, e] + d3 * wt[k + 3, e]
+            u0, u1, u2, u3 = wt[k, e], wt[k + 1, e], wt[k + 2, e], wt[k + 3, e]
+            sa = ga[e] + (a0 * u0 + a1 * u1 + a2 * u2 + a3 * u3)
+            sb = gb[e] + (b0 * u0 + b1 * u1 + b2 * u2 + b3 * u3)
+            ga[e] = sa  # stored after every load (numba_dense's rule)
+            gb[e] = sb
         k += 4
     while k < K:
-        d = dz[k]
+        a, b = dza[k], dzb[k]
         for e in range(M):
-            g[e] += d * wt[k, e]
+            u = wt[k, e]
+            sa = ga[e] + a * u
+            sb = gb[e] + b * u
+            ga[e] = sa
+            gb[e] = sb
         k += 1
 
 
@@ -725,7 +738,7 @@ def _dense_dx_row(dz, wt, g):
 def conv_pool_dense_forward_c1(x, w, b, g, keys, thresholds, scales, wt, bd, out, code, z,
                                t, n0, n1):
     """conv_pool_forward_3x3_c1, then z[n] = out[n].ravel() @ wt.T + bd (the Dense's logits),
-    two samples at a time, for the samples [n0, n1) (chunk t).
+    four samples at a time (numba_dense._forward_rows), for the samples [n0, n1) (chunk t).
 
     Shapes: as conv_pool_forward_3x3_c1; wt (Kp, M) the Dense kernel transposed (M = Hq*Wq*F),
     bd (K,) -> also z (N, K). A chunk writes its own samples' out, code and z only.
@@ -735,16 +748,16 @@ def conv_pool_dense_forward_c1(x, w, b, g, keys, thresholds, scales, wt, bd, out
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, 1) if padded else (0, 0, 1), x.dtype)
     keep, words = dropout_scratch(M)
-    acc = np.empty((4, LANES), z.dtype)
+    a = np.empty((8, LANES), z.dtype)
     h = out.reshape((out.shape[0], M))
     for n in range(n0, n1):
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _conv3x3_pool2x2_c1(src, w, b, out[n], code[n])
         _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
                       words)
-        if (n - n0) % 2 == 1 or n == n1 - 1:  # a pair (or the chunk's odd last sample) is done
-            m0 = n - (n - n0) % 2
-            _forward_rows(h, wt, bd, z, m0, n + 1, acc[0], acc[1], acc[2], acc[3])
+        if (n - n0) % 4 == 3 or n == n1 - 1:  # four samples (or the chunk's last few) are done
+            _forward_rows(h, wt, bd, z, n - (n - n0) % 4, n + 1, a[0], a[1], a[2], a[3], a[4],
+                          a[5], a[6], a[7])
 
 
 @njit(**JIT)
@@ -759,14 +772,17 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
     C, F = x.shape[3], code.shape[3]
     padded = g.Hp != g.H or g.Wp != g.W
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
-    row = np.empty(g.Hq * g.Wq * F, x.dtype)
+    # two arrays, not rows of one: LLVM then knows they do not overlap, and vectorises
+    row_a, row_b = np.empty(g.Hq * g.Wq * F, x.dtype), np.empty(g.Hq * g.Wq * F, x.dtype)
     gs = np.empty((g.Hq, g.Wq, F), x.dtype)
     dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
-    for n in range(n0, n1):
-        _dense_dx_row(dz[n], wt, row)
-        _scaled(row, scales, gs.ravel())
-        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
-        _dw3x3_pool2x2(src, gs, code[n], dw, parts_b[t, :F])
+    for n in range(n0, n1, 2):
+        m = min(n + 1, n1 - 1)  # an odd last sample pairs with itself: its row made twice
+        _dense_dx_rows(dz[n], dz[m], wt, row_a, row_b)
+        for i in range(m - n + 1):
+            _scaled(row_a if i == 0 else row_b, scales, gs.ravel())
+            src = _into(x[n + i], xp, g.pt, g.pl) if padded else x[n + i]
+            _dw3x3_pool2x2(src, gs, code[n + i], dw, parts_b[t, :F])
 
 
 @njit(**JIT)

@@ -7,11 +7,11 @@ the kernels' threads; numba_ops decides which shapes they take (few outputs K, e
 pay for waking the threads).
 
 * forward   out[n, k] = b[k] + sum_d x[n, d] * wt[k, d], wt = w.T: a dot product per (n, k),
-            two rows x two outputs per pass so that each load feeds two products. Numba keeps
-            fastmath to 'contract' (no reassociation), so ``s += x[d] * w[d]`` would be one
-            serial chain that never vectorises: each dot product keeps LANES partial sums
-            instead, lane l collecting the d = l (mod LANES), summed at the end in a fixed order.
-            Rows are split between the threads.
+            four rows x two outputs per pass so that each load of wt feeds four products.
+            Numba keeps fastmath to 'contract' (no reassociation), so ``s += x[d] * w[d]``
+            would be one serial chain that never vectorises: each dot product keeps LANES
+            partial sums instead, lane l collecting the d = l (mod LANES), summed at the end
+            in a fixed order. Rows are split between the threads.
 * dx        dx[n] = sum_k dz[n, k] * w[:, k]: rows of w.T scaled and added, along d.
 * dw        dw[d, k] = sum_n x[n, d] * dz[n, k]: built transposed, along d, then written out.
             Columns d are split between the threads, for dx and dw alike; each transposes its
@@ -48,56 +48,87 @@ TILE = 256  # d-columns of dx and dw handled per pass: a (K, TILE) slice of wt s
 # --- forward --------------------------------------------------------------------------------------
 
 
-# The two-by-two tile is written out as the products it is: not for the formatter.
+@njit(**JIT)
+def _sum_lanes(au, av, bk, bj, row, k, j):
+    """row[k] = bk + the lanes of au, row[j] = bj + those of av, in lane order."""
+    su, sv = bk, bj
+    for l in range(LANES):
+        su += au[l]
+        sv += av[l]
+    row[k], row[j] = su, sv
+
+
+# The four-by-two tile is written out as the products it is: not for the formatter.
 # fmt: off
 @njit(**JIT)
-def _forward_rows(x, wt, b, out, n0, n1, a00, a01, a10, a11):
-    """out[n] = wt @ x[n] + b for the rows n0 <= n < n1, two rows and two outputs per pass.
+def _forward_rows(x, wt, b, out, n0, n1, a0u, a0v, a1u, a1v, a2u, a2v, a3u, a3v):
+    """out[n] = wt @ x[n] + b for the rows n0 <= n < n1, four rows and two outputs per pass.
 
-    a_ij[l] collects x[n_i, d] * wt[k_j, d] over the d = l (mod LANES); four separate arrays,
-    not one (4, LANES): with one, LLVM does not vectorise the loop.
-    Shapes: x (N, D), wt (Kp, D) with Kp >= K, b (K,), out (N, K); a00..a11 (LANES,) scratch.
+    a_iu[l] (a_iv[l]) collects x[n + i, d] * wt[k, d] (wt[k + 1, d]) over the d = l (mod LANES):
+    eight separate arrays, not one (4, 2, LANES): with one, LLVM does not vectorise the loop
+    (it cannot tell that its rows never overlap). Four rows a pass,
+    not two: wt (10 x 5408 floats for the seed) lives in L2, and each of its loads now serves
+    four products; each (row, output) is still its own sum in the same order, so the results
+    do not depend on how rows are grouped.
+    Shapes: x (N, D), wt (Kp, D) with Kp >= K, b (K,), out (N, K); a0u .. a3v (LANES,) scratch.
     """
     K, D = out.shape[1], x.shape[1]
     Dm = D - D % BLOCK
-    for n in range(n0, n1, 2):
-        # an odd last row pairs with itself: computed twice, identically, by this chunk only
-        m = min(n + 1, n1 - 1)
+    for n in range(n0, n1, 4):
+        # past the last row, the last row again: computed more than once, identically
+        n1_, n2_, n3_ = min(n + 1, n1 - 1), min(n + 2, n1 - 1), min(n + 3, n1 - 1)
+        x0, x1, x2, x3 = x[n], x[n1_], x[n2_], x[n3_]
         for k in range(0, K, 2):
             j = min(k + 1, K - 1)  # likewise an odd last output
+            u, v = wt[k], wt[j]
             for l in range(LANES):
-                a00[l] = 0
-                a01[l] = 0
-                a10[l] = 0
-                a11[l] = 0
+                a0u[l] = 0
+                a0v[l] = 0
+                a1u[l] = 0
+                a1v[l] = 0
+                a2u[l] = 0
+                a2v[l] = 0
+                a3u[l] = 0
+                a3v[l] = 0
             for d in range(0, Dm, BLOCK):
                 for l in range(LANES):  # vectorised along l
                     i0, i1, i2, i3 = d + l, d + L1 + l, d + L2 + l, d + L3 + l
-                    u0, u1, u2, u3 = wt[k, i0], wt[k, i1], wt[k, i2], wt[k, i3]
-                    v0, v1, v2, v3 = wt[j, i0], wt[j, i1], wt[j, i2], wt[j, i3]
-                    p0, p1, p2, p3 = x[n, i0], x[n, i1], x[n, i2], x[n, i3]
-                    q0, q1, q2, q3 = x[m, i0], x[m, i1], x[m, i2], x[m, i3]
-                    s00 = a00[l] + (p0 * u0 + p1 * u1 + p2 * u2 + p3 * u3)
-                    s01 = a01[l] + (p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3)
-                    s10 = a10[l] + (q0 * u0 + q1 * u1 + q2 * u2 + q3 * u3)
-                    s11 = a11[l] + (q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3)
+                    u0, u1, u2, u3 = u[i0], u[i1], u[i2], u[i3]
+                    v0, v1, v2, v3 = v[i0], v[i1], v[i2], v[i3]
+                    p0, p1, p2, p3 = x0[i0], x0[i1], x0[i2], x0[i3]
+                    q0, q1, q2, q3 = x1[i0], x1[i1], x1[i2], x1[i3]
+                    r0, r1, r2, r3 = x2[i0], x2[i1], x2[i2], x2[i3]
+                    s0, s1, s2, s3 = x3[i0], x3[i1], x3[i2], x3[i3]
+                    t0u = a0u[l] + (p0 * u0 + p1 * u1 + p2 * u2 + p3 * u3)
+                    t0v = a0v[l] + (p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3)
+                    t1u = a1u[l] + (q0 * u0 + q1 * u1 + q2 * u2 + q3 * u3)
+                    t1v = a1v[l] + (q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3)
+                    t2u = a2u[l] + (r0 * u0 + r1 * u1 + r2 * u2 + r3 * u3)
+                    t2v = a2v[l] + (r0 * v0 + r1 * v1 + r2 * v2 + r3 * v3)
+                    t3u = a3u[l] + (s0 * u0 + s1 * u1 + s2 * u2 + s3 * u3)
+                    t3v = a3v[l] + (s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3)
                     # stored after every load: a store first would make LLVM load x and wt again
-                    a00[l] = s00
-                    a01[l] = s01
-                    a10[l] = s10
-                    a11[l] = s11
+                    a0u[l] = t0u
+                    a0v[l] = t0v
+                    a1u[l] = t1u
+                    a1v[l] = t1v
+                    a2u[l] = t2u
+                    a2v[l] = t2v
+                    a3u[l] = t3u
+                    a3v[l] = t3v
             for d in range(Dm, D):  # the tail, fewer than BLOCK
-                a00[0] += x[n, d] * wt[k, d]
-                a01[0] += x[n, d] * wt[j, d]
-                a10[0] += x[m, d] * wt[k, d]
-                a11[0] += x[m, d] * wt[j, d]
-            s00, s01, s10, s11 = b[k], b[j], b[k], b[j]
-            for l in range(LANES):
-                s00 += a00[l]
-                s01 += a01[l]
-                s10 += a10[l]
-                s11 += a11[l]
-            out[n, k], out[n, j], out[m, k], out[m, j] = s00, s01, s10, s11
+                a0u[0] += x0[d] * u[d]
+                a0v[0] += x0[d] * v[d]
+                a1u[0] += x1[d] * u[d]
+                a1v[0] += x1[d] * v[d]
+                a2u[0] += x2[d] * u[d]
+                a2v[0] += x2[d] * v[d]
+                a3u[0] += x3[d] * u[d]
+                a3v[0] += x3[d] * v[d]
+            _sum_lanes(a0u, a0v, b[k], b[j], out[n], k, j)
+            _sum_lanes(a1u, a1v, b[k], b[j], out[n1_], k, j)
+            _sum_lanes(a2u, a2v, b[k], b[j], out[n2_], k, j)
+            _sum_lanes(a3u, a3v, b[k], b[j], out[n3_], k, j)
 # fmt: on
 
 
@@ -108,8 +139,8 @@ def dense_forward(x, wt, b, out, t, n0, n1):
     Shapes: x (N, D), wt (Kp, D) the transposed kernel (rows past K unused), b (K,) -> out
     (N, K). A chunk writes its own rows of out only: chunks never share memory.
     """
-    acc = np.empty((4, LANES), out.dtype)
-    _forward_rows(x, wt, b, out, n0, n1, acc[0], acc[1], acc[2], acc[3])
+    a = np.empty((8, LANES), out.dtype)
+    _forward_rows(x, wt, b, out, n0, n1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
 
 
 # --- backward -------------------------------------------------------------------------------------
