@@ -5,7 +5,8 @@ kernel compute the same bits, so training with either backend drops the same uni
 can regenerate the mask instead of storing it. The hash is SplitMix64's finaliser (Steele et al.,
 2014), which passes BigCrush as a counter-based generator. One 64-bit hash gives four units
 their 16-bit uniform numbers: hashing, not masking, was the cost of dropout (the 64-bit
-multiplies), and a quarter of the hashes makes the fused kernel's dropout pass 2.2x faster.
+multiplies), and a quarter of the hashes made the fused kernel's dropout pass over twice as
+fast (README, "How the kernels got here").
 
     key       = mix(seed * G + counter)
     word[j]   = mix(key + j * G)                        64 random bits

@@ -66,18 +66,18 @@ def _forward_rows(x, wt, b, out, n0, n1, a0u, a0v, a1u, a1v, a2u, a2v, a3u, a3v)
 
     a_iu[l] (a_iv[l]) collects x[n + i, d] * wt[k, d] (wt[k + 1, d]) over the d = l (mod LANES):
     eight separate arrays, not one (4, 2, LANES): with one, LLVM does not vectorise the loop
-    (it cannot tell that its rows never overlap). Four rows a pass,
-    not two: wt (10 x 5408 floats for the seed) lives in L2, and each of its loads now serves
-    four products; each (row, output) is still its own sum in the same order, so the results
-    do not depend on how rows are grouped.
+    (it cannot tell that its rows never overlap). Four rows a pass, not two: wt (10 x 5408
+    floats for the seed) lives in L2, and each of its loads now serves four products; each
+    (row, output) is still its own sum in the same order, so the results do not depend on how
+    rows are grouped.
     Shapes: x (N, D), wt (Kp, D) with Kp >= K, b (K,), out (N, K); a0u .. a3v (LANES,) scratch.
     """
     K, D = out.shape[1], x.shape[1]
     Dm = D - D % BLOCK
     for n in range(n0, n1, 4):
         # past the last row, the last row again: computed more than once, identically
-        n1_, n2_, n3_ = min(n + 1, n1 - 1), min(n + 2, n1 - 1), min(n + 3, n1 - 1)
-        x0, x1, x2, x3 = x[n], x[n1_], x[n2_], x[n3_]
+        m1, m2, m3 = min(n + 1, n1 - 1), min(n + 2, n1 - 1), min(n + 3, n1 - 1)
+        x0, x1, x2, x3 = x[n], x[m1], x[m2], x[m3]
         for k in range(0, K, 2):
             j = min(k + 1, K - 1)  # likewise an odd last output
             u, v = wt[k], wt[j]
@@ -126,9 +126,9 @@ def _forward_rows(x, wt, b, out, n0, n1, a0u, a0v, a1u, a1v, a2u, a2v, a3u, a3v)
                 a3u[0] += x3[d] * u[d]
                 a3v[0] += x3[d] * v[d]
             _sum_lanes(a0u, a0v, b[k], b[j], out[n], k, j)
-            _sum_lanes(a1u, a1v, b[k], b[j], out[n1_], k, j)
-            _sum_lanes(a2u, a2v, b[k], b[j], out[n2_], k, j)
-            _sum_lanes(a3u, a3v, b[k], b[j], out[n3_], k, j)
+            _sum_lanes(a1u, a1v, b[k], b[j], out[m1], k, j)
+            _sum_lanes(a2u, a2v, b[k], b[j], out[m2], k, j)
+            _sum_lanes(a3u, a3v, b[k], b[j], out[m3], k, j)
 # fmt: on
 
 

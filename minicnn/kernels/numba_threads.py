@@ -9,20 +9,23 @@ so results depend on the chunk count, never on timing.
 
 Why the workers spin. A launch is only as fast as its slowest chunk, and a worker that sleeps
 between launches starts late: the OS (and, on a virtual machine, the hypervisor) takes tens of
-microseconds to wake a sleeping thread, and an idle CPU longer. The seed model's kernels take
-a few hundred microseconds a chunk, so that was ~75 us of a launch (waking the worker at the
-start, and the caller at the end). So a worker, after its chunk, polls its job counter in
-compiled code (``_wait_until``, with the CPU's pause hint between polls) for up to SPIN_POLLS
-polls (a few milliseconds) before it blocks, and the caller polls the job's done counter the
-same way before it sleeps. Training launches a kernel every few hundred microseconds, so
-neither side sleeps in a training loop; after the last launch a worker blocks within
-milliseconds (the README's Speed section has the step time before and after). SPIN_POLLS = 0
-restores sleeping at once.
+microseconds to wake a sleeping thread. The seed model's kernels take a few hundred
+microseconds a chunk, and an empty launch took ~75 us with sleeping workers. So a worker,
+after its chunk, polls its job counter in compiled code (``_wait_until``, with the CPU's pause
+hint between polls) for up to SPIN_POLLS polls (a few milliseconds) before it blocks, and the
+caller polls the job's done counter the same way instead of sleeping on it. Training launches
+a kernel every few hundred microseconds, so neither side sleeps in a training loop; after the
+last launch a worker blocks within milliseconds. SPIN_POLLS = 0 restores sleeping at once.
+What is left of a launch (~45-60 us empty) is mostly Python's GIL: a worker must take it to
+start its chunk while the caller still holds it, and waiting for the GIL sleeps. (An earlier
+trial of spinning workers measured no gain in a training step; this version was measured
+against the sleeping pool in alternated runs: the README's Speed section.)
 
 Tried and not taken: a Numba prange twin per kernel (OpenMP's threads spin too, ~2 us a
-launch, but each twin compiled for ~2 s on a cold cache, and GNU OpenMP aborts a forked child),
-and handing out small pieces of the batch from an atomic counter (it balances a late start,
-but with the workers awake the start is ~20 us late and fixed chunks lose only half of that).
+launch, but each twin compiled for ~2 s on a cold cache, and GNU OpenMP aborts a forked child).
+Handing out small pieces of the batch from an atomic counter balances a late start (measured
+on a synthetic kernel with sleeping workers: 270 -> 240 us a launch); with awake workers a
+chunk starts ~20 us late, and pieces would need per-piece weight-gradient buffers: not done.
 
 Thread safety: several Python threads may launch at once (inference is thread-safe): each job
 has its own done counter, and a worker runs the jobs posted to it in order. A child made by
