@@ -124,8 +124,10 @@ DISABLED_JIT_SCRIPT = textwrap.dedent("""
     close(out, naive.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))[0])
     with np.errstate(over="ignore"):  # uint64 products wrap, as the hash means them to
         key, thr = np.uint64(mask_key(5, 2)), np.uint64(keep_threshold(0.4))
-        keep = [numba_conv_pool._keeps(key, thr, i) for i in range(300)]
-    assert np.array_equal(keep, keep_mask(5, 2, 300, 0.4))
+        out, code = np.ones(300), np.zeros(300, np.int8)
+        numba_conv_pool._dropout_rows(out, code, 0, np.array([key]), np.array([thr]),
+                                      np.array([1.0]), *numba_conv_pool.dropout_scratch(300))
+    assert np.array_equal(code >= 0, keep_mask(5, 2, 300, 0.4))
 
     minicnn.set_floatx("float64")
     def stack():

@@ -279,8 +279,7 @@ def test_dropout_uniforms_are_the_hash_words_16_bits_at_a_time():
     expected = [(words[i // 4] >> (16 * (i % 4))) & 0xFFFF for i in range(10)]
     assert uniforms(key, 10).tolist() == expected
     assert keep_mask(7, 3, 10, 0.5).tolist() == [u >= 32768 for u in expected]
-    assert [bool(numba_conv_pool._keeps(np.uint64(key), np.uint64(32768), i))
-            for i in range(10)] == [u >= 32768 for u in expected]
+    assert _fused_keep([key], [32768], 10).tolist() == [u >= 32768 for u in expected]
 
 
 def test_dropout_hash_keeps_the_right_fraction():

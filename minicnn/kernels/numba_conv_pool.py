@@ -204,18 +204,6 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
 _GOLDEN = np.uint64(GOLDEN)
 _M1, _M2 = np.uint64(M1), np.uint64(M2)
 _S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
-_FIELD = np.uint64(0xFFFF)
-
-
-@njit(**JIT)
-def _keeps(key, threshold, i):
-    """True when unit i of the dropout mask with this key is kept (dropout_mask.py's formula,
-    one unit at a time: the tests' reference for _mask_words)."""
-    z = key + np.uint64(i // 4) * _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    z = z ^ (z >> _S31)
-    return ((z >> np.uint64(16 * (i % 4))) & _FIELD) >= threshold
 
 
 @njit(**JIT)
