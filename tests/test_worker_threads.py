@@ -4,6 +4,8 @@ callers may launch at once, and the workers stop spinning soon after the last la
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -98,3 +100,17 @@ def test_workers_stop_spinning_soon_after_the_last_launch():
     time.sleep(0.5)
     # a worker still spinning would have used ~0.5 s of CPU; a blocked one none (ticks: 0.01 s)
     assert _cpu_seconds(worker.native_id) - before < 0.05
+
+
+@pytest.mark.parametrize("value, polls",
+                         [("0", 0), ("5000", 5000), ("many", 200_000), ("", 200_000)])
+def test_the_environment_sets_how_long_threads_poll(value, polls):
+    # read at import, so in a fresh process; a launch must still work with no polling at all
+    script = ("import numpy as np; from minicnn.kernels import numba_threads as t; "
+              "print(t.SPIN_POLLS); out = np.zeros(6); "
+              "t.run_chunks(lambda o, k, n0, n1: o.__setitem__(slice(n0, n1), k + 1), 6, out, "
+              "chunks=2); print(out.tolist())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "MINICNN_SPIN_POLLS": value}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == [str(polls), "[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]"]

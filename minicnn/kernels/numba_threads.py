@@ -15,7 +15,8 @@ after its chunk, polls its job counter in compiled code (``_wait_until``, with t
 hint between polls) for up to SPIN_POLLS polls (a few milliseconds) before it blocks, and the
 caller polls the job's done counter the same way instead of sleeping on it. Training launches
 a kernel every few hundred microseconds, so neither side sleeps in a training loop; after the
-last launch a worker blocks within milliseconds. SPIN_POLLS = 0 restores sleeping at once.
+last launch a worker blocks within milliseconds. SPIN_POLLS = 0 (MINICNN_SPIN_POLLS=0 in the
+environment) restores sleeping at once.
 What is left of a launch (~45-60 us empty) is mostly Python's GIL: a worker must take it to
 start its chunk while the caller still holds it, and waiting for the GIL sleeps. (An earlier
 trial of spinning workers measured no gain in a training step; this version was measured
@@ -49,7 +50,16 @@ from numba.extending import intrinsic
 
 from minicnn.kernels.numba_config import JIT, chunks_for
 
-SPIN_POLLS = 200_000  # polls before sleeping: a few ms (a pause hint takes ~40-140 cycles)
+
+def _spin_polls() -> int:
+    """MINICNN_SPIN_POLLS if set to a whole number >= 0, else 200,000 (a few ms: a pause hint
+    takes ~40-140 cycles). 0 suits a machine shared with other busy processes, as OpenMP's
+    OMP_WAIT_POLICY=passive does: a polling worker holds its core between launches."""
+    value = os.environ.get("MINICNN_SPIN_POLLS", "").strip()
+    return int(value) if value.isdigit() else 200_000
+
+
+SPIN_POLLS = _spin_polls()  # polls before sleeping, for the workers and the caller alike
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
