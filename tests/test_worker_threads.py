@@ -114,3 +114,26 @@ def test_the_environment_sets_how_long_threads_poll(value, polls):
                             env={**os.environ, "MINICNN_SPIN_POLLS": value}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[:2] == [str(polls), "[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]"]
+
+
+def test_a_worker_counts_its_last_job_then_waits_a_bounded_time():
+    # _count_then_wait counts once, then polls at most `polls` times for the post and as many
+    # again for the hand-over delay, even when the delay would be huge
+    done, posted = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    assert not numba_threads._count_then_wait(done, posted, 1, 1000, 2**62)  # nothing posted
+    assert done[0] == 1
+    posted[0] = 1
+    t0 = time.perf_counter()
+    assert numba_threads._count_then_wait(done, posted, 1, 1000, 2**62)
+    assert done[0] == 2
+    assert time.perf_counter() - t0 < 0.5  # 1,000 pause hints, not 2**62 ticks
+
+
+def test_the_hand_over_delay_is_timed_on_the_cpus_counter():
+    # the time stamp counter runs at GHz rates on every x86 CPU Numba targets (0 elsewhere:
+    # then the delay is 0 and a worker takes the GIL as soon as it sees its job)
+    per_us = numba_threads._ticks_per_us()
+    if numba_threads._X86:
+        assert 100 < per_us < 10_000
+    worker = numba_threads._pool(1)[0]
+    assert worker.delay_ticks == pytest.approx(numba_threads.HANDOVER_US * per_us, rel=0.5)

@@ -17,16 +17,30 @@ caller polls the job's done counter the same way instead of sleeping on it. Trai
 a kernel every few hundred microseconds, so neither side sleeps in a training loop; after the
 last launch a worker blocks within milliseconds. SPIN_POLLS = 0 (MINICNN_SPIN_POLLS=0 in the
 environment) restores sleeping at once.
-What is left of a launch (~45-60 us empty) is mostly Python's GIL: a worker must take it to
-start its chunk while the caller still holds it, and waiting for the GIL sleeps. (An earlier
-trial of spinning workers measured no gain in a training step; this version was measured
-against the sleeping pool in alternated runs: the README's Speed section.)
+
+Why nobody waits for the GIL. Python code needs the GIL, the kernels do not (nogil): both
+threads hold it to start a chunk (the dispatcher reads the arguments), and a thread that asks
+for it while the other holds it sleeps and is woken late, as above. `python -m
+benchmarks.launch` reads the CPU's time stamp counter around a two-chunk launch; before the
+changes below, with ~50 us chunks: the caller's chunk started 13 us after the call, the
+worker's 25 us after the caller's, and the call returned 27 us after the worker's chunk ended
+(115 us in all). So the hand-overs are placed where the GIL is free:
+* the caller posts a job with a plain store under the GIL (not a compiled call, which would
+  let go of the GIL in the middle of posting);
+* the worker, once it sees the post, polls for HANDOVER_US more microseconds, the time the
+  caller takes to enter its own chunk (its kernel lets go of the GIL), and only then takes it;
+* the worker counts its chunk done in the same compiled call that then polls for the next
+  job (``_count_then_wait``), so the caller, polling nogil, sees the count while the GIL is
+  free and takes it straight back.
+The same launch now: 2, 11 and 1.5 us (65 us in all; an empty launch 45 -> 15 us). If the
+caller is slower than HANDOVER_US, the worker asks for the GIL early and sleeps as before: the
+results are the same either way, only the timing moves.
 
 Tried and not taken: a Numba prange twin per kernel (OpenMP's threads spin too, ~2 us a
 launch, but each twin compiled for ~2 s on a cold cache, and GNU OpenMP aborts a forked child).
 Handing out small pieces of the batch from an atomic counter balances a late start (measured
 on a synthetic kernel with sleeping workers: 270 -> 240 us a launch); with awake workers a
-chunk starts ~20 us late, and pieces would need per-piece weight-gradient buffers: not done.
+chunk starts ~11 us late, and pieces would need per-piece weight-gradient buffers: not done.
 
 Thread safety: several Python threads may launch at once (inference is thread-safe): each job
 has its own done counter, and a worker runs the jobs posted to it in order. A child made by
@@ -60,6 +74,7 @@ def _spin_polls() -> int:
 
 
 SPIN_POLLS = _spin_polls()  # polls before sleeping, for the workers and the caller alike
+HANDOVER_US = 10.0  # how long a worker lets the caller enter its chunk before taking the GIL
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
@@ -107,6 +122,22 @@ def _pause(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def _ticks(typingctx):
+    """The x86 time stamp counter (rdtsc). 0 on other CPUs: AArch64's cycle counter may not
+    be readable from user space (it would fault), so there the hand-over delay is 0."""
+
+    def codegen(context, builder, sig, args):
+        if not _X86:
+            return ir.Constant(ir.IntType(64), 0)
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
 @njit(**JIT)
 def _wait_until(counters, i, target, polls):
     """Poll until counters[i] >= target, polls + 1 times at most: True if it got there."""
@@ -118,9 +149,36 @@ def _wait_until(counters, i, target, polls):
 
 
 @njit(**JIT)
-def _count(counters, i):
-    """counters[i] += 1 (atomic), from compiled code: no Python object is touched."""
-    _fetch_add(counters, i)
+def _count_then_wait(done, posted, target, polls, delay_ticks):
+    """done[0] += 1 (the last job's chunk has run); then _wait_until(posted, 0, target, polls)
+    and, if the job came, delay_ticks more of the time stamp counter (the caller entering its
+    own chunk), at most polls polls. In one call, so the GIL stays free from the count to the
+    next job: True if the job came."""
+    _fetch_add(done, 0)
+    if not _wait_until(posted, 0, target, polls):
+        return False
+    start = _ticks()
+    for _ in range(polls):
+        if _ticks() - start >= delay_ticks:
+            break
+        _pause()
+    return True
+
+
+@njit(**JIT)
+def _ticks_now():
+    return _ticks()
+
+
+def _ticks_per_us() -> float:
+    """Time stamp counter ticks per microsecond, timed against perf_counter over ~1 ms (0 if
+    the counter does not advance)."""
+    _ticks_now()  # compiled (or loaded) first: not inside the timing
+    c0, t0 = _ticks_now(), time.perf_counter()
+    while time.perf_counter() - t0 < 1e-3:
+        pass
+    ticks, seconds = _ticks_now() - c0, time.perf_counter() - t0
+    return max(ticks, 0) / (seconds * 1e6)
 
 
 if numba.config.DISABLE_JIT:  # intrinsics need the compiler: plain Python, which never spins
@@ -129,9 +187,13 @@ if numba.config.DISABLE_JIT:  # intrinsics need the compiler: plain Python, whic
     def _wait_until(counters, i, target, polls):  # noqa: F811
         return counters[i] >= target
 
-    def _count(counters, i):  # noqa: F811
+    def _count_then_wait(done, posted, target, polls, delay_ticks):  # noqa: F811
         with _count_lock:
-            counters[i] += 1
+            done[0] += 1
+        return posted[0] >= target
+
+    def _ticks_per_us() -> float:  # noqa: F811
+        return 0.0
 
 
 # --- the workers ---------------------------------------------------------------------------
@@ -140,27 +202,29 @@ class _Worker:
     posted (the worker polls it before sleeping on the queue); each job's ``done`` counter is
     counted once when its chunk has run, error or not (the error goes to the job's list)."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, delay_ticks: int):
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.posted = np.zeros(1, np.int64)
+        self.delay_ticks = delay_ticks
         self.thread = threading.Thread(target=self._loop, name=f"minicnn-{index}", daemon=True)
         self.thread.start()
 
     def post(self, kernel, args, done, errors) -> None:
-        self.jobs.put((kernel, args, done, errors))
-        _count(self.posted, 0)
+        self.jobs.put((kernel, args, done, errors))  # the queue's lock orders this before...
+        self.posted[0] += 1  # ...the count: a plain store, under the GIL (see the docstring)
 
     def _loop(self) -> None:
         taken = 0
+        done = np.zeros(1, np.int64)  # before the first job: a counter nobody reads
         while True:
-            _wait_until(self.posted, 0, taken + 1, SPIN_POLLS)  # then block, if still nothing
+            # count the last job done, poll for the next, then block if still nothing
+            _count_then_wait(done, self.posted, taken + 1, SPIN_POLLS, self.delay_ticks)
             kernel, args, done, errors = self.jobs.get()
             taken += 1
             try:
                 kernel(*args)
             except BaseException as e:  # re-raised by the caller of run_chunks
                 errors.append(e)
-            _count(done, 0)
 
 
 _workers: list[_Worker] = []
@@ -169,8 +233,10 @@ _workers_lock = threading.Lock()
 
 def _pool(workers: int) -> list[_Worker]:
     with _workers_lock:
-        while len(_workers) < workers:
-            _workers.append(_Worker(len(_workers) + 1))
+        if len(_workers) < workers:
+            delay = int(HANDOVER_US * _ticks_per_us())  # bounded by SPIN_POLLS polls too
+            while len(_workers) < workers:
+                _workers.append(_Worker(len(_workers) + 1, delay))
         return _workers
 
 
