@@ -148,15 +148,16 @@ def dense_forward(x, wt, b, out, t, n0, n1):
 
 # fmt: off
 @njit(**JIT)
-def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1):
+def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1, t2, t3):
     """dx[:, d] (if need_dx) and dw[d] for the columns d0 <= d < d1, TILE at a time.
 
     dx: the tile of w is transposed into wt, where it stays in L1 for all the rows; two rows
     and four terms per pass are summed in p and q, then copied out (the loop does not vectorise
     on two rows of dx itself: LLVM cannot tell that they never overlap).
-    dw: built transposed, two outputs k, k + 1 and four rows per pass, in t0 and t1.
+    dw: built transposed, four outputs k .. k + 3 and four rows per pass, in t0 .. t3 (each
+    output's sum in the same order as with fewer outputs a pass: the same bits).
     Shapes: dz (N, Kp) zero-padded to Kp, a multiple of 4; x (N, D); w (D, K); dx (N, D);
-    dw (D, K); wt (Kp, TILE), p, q, t0, t1 (TILE,) scratch.
+    dw (D, K); wt (Kp, TILE), p, q, t0 .. t3 (TILE,) scratch.
     """
     N = x.shape[0]
     K = dw.shape[1]
@@ -190,31 +191,49 @@ def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1):
                     dx[n, c0 + l] = p[l]
                 for l in range(r):
                     dx[m, c0 + l] = q[l]
-        for k in range(0, K, 2):
-            j = min(k + 1, Kp - 1)  # k + 1 may be a zero pad: computed, never written
+        for k in range(0, K, 4):  # four outputs a pass: each load of x feeds four sums
+            # k + 1 .. k + 3 may be zero pads (Kp is a multiple of 4): computed, never written
             for l in range(r):
                 t0[l] = 0
                 t1[l] = 0
+                t2[l] = 0
+                t3[l] = 0
             for n in range(0, N4, 4):
-                g0, g1, g2, g3 = dz[n, k], dz[n + 1, k], dz[n + 2, k], dz[n + 3, k]
-                h0, h1, h2, h3 = dz[n, j], dz[n + 1, j], dz[n + 2, j], dz[n + 3, j]
+                z0, z1, z2, z3 = dz[n], dz[n + 1], dz[n + 2], dz[n + 3]
+                ga0, ga1, ga2, ga3 = z0[k], z1[k], z2[k], z3[k]
+                gb0, gb1, gb2, gb3 = z0[k + 1], z1[k + 1], z2[k + 1], z3[k + 1]
+                gc0, gc1, gc2, gc3 = z0[k + 2], z1[k + 2], z2[k + 2], z3[k + 2]
+                gd0, gd1, gd2, gd3 = z0[k + 3], z1[k + 3], z2[k + 3], z3[k + 3]
                 for l in range(r):  # vectorised along l
                     i = c0 + l
                     y0, y1, y2, y3 = x[n, i], x[n + 1, i], x[n + 2, i], x[n + 3, i]
-                    s0 = t0[l] + (g0 * y0 + g1 * y1 + g2 * y2 + g3 * y3)
-                    s1 = t1[l] + (h0 * y0 + h1 * y1 + h2 * y2 + h3 * y3)
-                    t0[l] = s0
+                    s0 = t0[l] + (ga0 * y0 + ga1 * y1 + ga2 * y2 + ga3 * y3)
+                    s1 = t1[l] + (gb0 * y0 + gb1 * y1 + gb2 * y2 + gb3 * y3)
+                    s2 = t2[l] + (gc0 * y0 + gc1 * y1 + gc2 * y2 + gc3 * y3)
+                    s3 = t3[l] + (gd0 * y0 + gd1 * y1 + gd2 * y2 + gd3 * y3)
+                    t0[l] = s0  # stored after every load (see _forward_rows)
                     t1[l] = s1
+                    t2[l] = s2
+                    t3[l] = s3
             for n in range(N4, N):  # the last N % 4 rows, one at a time
-                g0, h0 = dz[n, k], dz[n, j]
+                ga0, gb0, gc0, gd0 = dz[n, k], dz[n, k + 1], dz[n, k + 2], dz[n, k + 3]
                 for l in range(r):
-                    t0[l] += g0 * x[n, c0 + l]
-                    t1[l] += h0 * x[n, c0 + l]
+                    y0 = x[n, c0 + l]
+                    t0[l] += ga0 * y0
+                    t1[l] += gb0 * y0
+                    t2[l] += gc0 * y0
+                    t3[l] += gd0 * y0
             for l in range(r):
                 dw[c0 + l, k] = t0[l]
             if k + 1 < K:
                 for l in range(r):
                     dw[c0 + l, k + 1] = t1[l]
+            if k + 2 < K:
+                for l in range(r):
+                    dw[c0 + l, k + 2] = t2[l]
+            if k + 3 < K:
+                for l in range(r):
+                    dw[c0 + l, k + 3] = t3[l]
 # fmt: on
 
 
@@ -243,5 +262,6 @@ def dense_backward(dz, x, w, need_dx, dx, dw, t, d0, d1):
     """
     Kp = dz.shape[1]
     wt = np.empty((Kp, TILE), dw.dtype)
-    buf = np.empty((4, TILE), dw.dtype)
-    _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, buf[0], buf[1], buf[2], buf[3])
+    buf = np.empty((6, TILE), dw.dtype)
+    _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, buf[0], buf[1], buf[2], buf[3],
+                   buf[4], buf[5])
