@@ -137,3 +137,4 @@ def test_the_hand_over_delay_is_timed_on_the_cpus_counter():
         assert 100 < per_us < 10_000
     worker = numba_threads._pool(1)[0]
     assert worker.delay_ticks == pytest.approx(numba_threads.HANDOVER_US * per_us, rel=0.5)
+

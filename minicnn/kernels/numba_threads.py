@@ -25,7 +25,7 @@ benchmarks.launch` reads the CPU's time stamp counter around a two-chunk launch;
 changes below, with ~50 us chunks: the caller's chunk started 13 us after the call, the
 worker's 25 us after the caller's, and the call returned 27 us after the worker's chunk ended
 (115 us in all). So the hand-overs are placed where the GIL is free:
-* the caller posts a job with a plain store under the GIL (not a compiled call, which would
+* the caller posts a job with one NumPy add under the GIL (not a compiled call, which would
   let go of the GIL in the middle of posting);
 * the worker, once it sees the post, polls for HANDOVER_US more microseconds, the time the
   caller takes to enter its own chunk (its kernel lets go of the GIL), and only then takes it;
@@ -211,7 +211,10 @@ class _Worker:
 
     def post(self, kernel, args, done, errors) -> None:
         self.jobs.put((kernel, args, done, errors))  # the queue's lock orders this before...
-        self.posted[0] += 1  # ...the count: a plain store, under the GIL (see the docstring)
+        # ...the count: one ufunc call, one step under the GIL for threads posting at once
+        # (``posted[0] += 1`` is a read, an add and a write, kept together only by CPython's
+        # present bytecode); not a compiled call (see the docstring)
+        np.add(self.posted, 1, out=self.posted)
 
     def _loop(self) -> None:
         taken = 0
