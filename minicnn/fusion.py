@@ -278,9 +278,8 @@ class ConvReluPoolDense(ConvReluPool):
         dw, db = np.empty_like(w), np.empty(w.shape[3], w.dtype)
         dwd = np.empty_like(dense.params["kernel"])  # (M, K)
         dbd = np.empty(dense.units, w.dtype)
-        ops(self.backend).conv_pool_dense_backward(dz, dense.params["kernel"], self._wt, h,
-                                                   self._code, self._x, self._scales, self._g,
-                                                   dw, db, dwd, dbd)
+        ops(self.backend).conv_pool_dense_backward(dz, self._wt, h, self._code, self._x,
+                                                   self._scales, self._g, dw, db, dwd, dbd)
         dense.grads["kernel"] = dwd
         if dense.use_bias:
             dense.grads["bias"] = dbd

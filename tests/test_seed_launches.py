@@ -63,7 +63,7 @@ def test_one_launch_backward_gives_the_two_launch_bits(dtype, n, T):
 
     dwd = np.full(wd.shape, np.nan, dtype)  # NaN: a column no chunk wrote would show
     pw, pb = parts(T)
-    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, wd, dwd, wt, code, x,
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, dwd, wt, code, x,
                scales, g, pw, pb, chunks=T)
 
     two_dwd = np.full(wd.shape, np.nan, dtype)  # the two launches it replaces
@@ -76,7 +76,7 @@ def test_one_launch_backward_gives_the_two_launch_bits(dtype, n, T):
         np.testing.assert_array_equal(a, b)
 
     one_dwd = np.full(wd.shape, np.nan, dtype)  # the Dense's dW: the same bits for one chunk
-    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, wd, one_dwd, wt,
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, n, dzp, h, one_dwd, wt,
                code, x, scales, g, *parts(1), chunks=1)
     np.testing.assert_array_equal(dwd, one_dwd)
     tol = 1e-5 if dtype == np.float32 else 1e-12

@@ -37,7 +37,7 @@ from minicnn.kernels.numba_conv import (
     _into,
     _zeros,
 )
-from minicnn.kernels.numba_dense import LANES, _forward_rows, dense_backward
+from minicnn.kernels.numba_dense import LANES, _forward_rows, dense_weight_gradient
 
 # Below this many input channels a winner's nine products are too short to beat the dense
 # route (the seed's one-channel conv has its own fused helper).
@@ -774,18 +774,17 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
 
 
 @njit(**JIT)
-def conv_pool_dense_backward_c1(dzp, h, wd, dwd, wt, code, x, scales, g, parts_w, parts_b, t,
-                                n0, n1):
+def conv_pool_dense_backward_c1(dzp, h, dwd, wt, code, x, scales, g, parts_w, parts_b, t, n0,
+                                n1):
     """Chunk t of the seed network's whole backward: the Dense's weight gradient for the
-    columns [n0*D//N, n1*D//N) (numba_dense.dense_backward: each column summed over every row,
-    so the result does not depend on the chunks), then conv_pool_dense_backward_3x3 for the
-    samples [n0, n1). One launch instead of two.
+    columns [n0*D//N, n1*D//N) (numba_dense.dense_weight_gradient: each column summed over
+    every row, so the result does not depend on the chunks), then conv_pool_dense_backward_3x3
+    for the samples [n0, n1). One launch instead of two.
 
     Shapes: dzp (N, Kp) dz zero-padded (numba_dense.pad_and_sum), h (N, D) the flat output,
-    wd (D, K) the Dense kernel -> dwd (D, K); the rest as conv_pool_dense_backward_3x3, which
+    -> dwd (D, K), the Dense kernel's gradient; the rest as conv_pool_dense_backward_3x3, which
     reads dzp's first K columns (the padding is never indexed: K comes from wt).
     """
     N, D = h.shape
-    no_dx = np.empty((0, 0), h.dtype)
-    dense_backward(dzp, h, wd, False, no_dx, dwd, t, n0 * D // N, n1 * D // N)
+    dense_weight_gradient(dzp, h, dwd, t, n0 * D // N, n1 * D // N)
     conv_pool_dense_backward_3x3(dzp, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1)

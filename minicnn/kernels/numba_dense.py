@@ -148,49 +148,58 @@ def dense_forward(x, wt, b, out, t, n0, n1):
 
 # fmt: off
 @njit(**JIT)
-def _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, p, q, t0, t1, t2, t3):
-    """dx[:, d] (if need_dx) and dw[d] for the columns d0 <= d < d1, TILE at a time.
-
-    dx: the tile of w is transposed into wt, where it stays in L1 for all the rows; two rows
-    and four terms per pass are summed in p and q, then copied out (the loop does not vectorise
-    on two rows of dx itself: LLVM cannot tell that they never overlap).
-    dw: built transposed, four outputs k .. k + 3 and four rows per pass, in t0 .. t3 (each
-    output's sum in the same order as with fewer outputs a pass: the same bits).
-    Shapes: dz (N, Kp) zero-padded to Kp, a multiple of 4; x (N, D); w (D, K); dx (N, D);
-    dw (D, K); wt (Kp, TILE), p, q, t0 .. t3 (TILE,) scratch.
+def _dx_cols(dz, w, dx, d0, d1, wt, p, q):
+    """dx[:, d] = (dz @ w.T)[:, d] for the columns d0 <= d < d1, TILE at a time: the tile of w
+    is transposed into wt, where it stays in L1 for all the rows; two rows and four terms per
+    pass are summed in p and q, then copied out (the loop does not vectorise on two rows of dx
+    itself: LLVM cannot tell that they never overlap).
+    Shapes: dz (N, Kp) zero-padded to Kp, a multiple of 4; w (D, K); dx (N, D); wt (Kp, TILE),
+    p, q (TILE,) scratch.
     """
-    N = x.shape[0]
-    K = dw.shape[1]
+    N, K = dx.shape[0], w.shape[1]
     Kp = dz.shape[1]
-    N4 = N - N % 4
     for c in range(d0, d1, TILE):
         c0 = max(0, c)  # lets LLVM see c0 + l >= 0: no negative-index checks, no gathers
         r = min(TILE, d1 - c0)
-        if need_dx:
-            for k in range(K):
-                for l in range(r):
-                    wt[k, l] = w[c0 + l, k]
-            for k in range(K, Kp):  # the zero pad
-                for l in range(r):
-                    wt[k, l] = 0
-            for n in range(0, N, 2):
-                m = min(n + 1, N - 1)  # an odd last row pairs with itself: written twice, alike
-                for l in range(r):
-                    p[l] = 0
-                    q[l] = 0
-                for k in range(0, Kp, 4):
-                    g0, g1, g2, g3 = dz[n, k], dz[n, k + 1], dz[n, k + 2], dz[n, k + 3]
-                    h0, h1, h2, h3 = dz[m, k], dz[m, k + 1], dz[m, k + 2], dz[m, k + 3]
-                    for l in range(r):  # vectorised along l
-                        u0, u1, u2, u3 = wt[k, l], wt[k + 1, l], wt[k + 2, l], wt[k + 3, l]
-                        sn = p[l] + (g0 * u0 + g1 * u1 + g2 * u2 + g3 * u3)
-                        sm = q[l] + (h0 * u0 + h1 * u1 + h2 * u2 + h3 * u3)
-                        p[l] = sn  # stored after every load (see _forward_rows)
-                        q[l] = sm
-                for l in range(r):
-                    dx[n, c0 + l] = p[l]
-                for l in range(r):
-                    dx[m, c0 + l] = q[l]
+        for k in range(K):
+            for l in range(r):
+                wt[k, l] = w[c0 + l, k]
+        for k in range(K, Kp):  # the zero pad
+            for l in range(r):
+                wt[k, l] = 0
+        for n in range(0, N, 2):
+            m = min(n + 1, N - 1)  # an odd last row pairs with itself: written twice, alike
+            for l in range(r):
+                p[l] = 0
+                q[l] = 0
+            for k in range(0, Kp, 4):
+                g0, g1, g2, g3 = dz[n, k], dz[n, k + 1], dz[n, k + 2], dz[n, k + 3]
+                h0, h1, h2, h3 = dz[m, k], dz[m, k + 1], dz[m, k + 2], dz[m, k + 3]
+                for l in range(r):  # vectorised along l
+                    u0, u1, u2, u3 = wt[k, l], wt[k + 1, l], wt[k + 2, l], wt[k + 3, l]
+                    sn = p[l] + (g0 * u0 + g1 * u1 + g2 * u2 + g3 * u3)
+                    sm = q[l] + (h0 * u0 + h1 * u1 + h2 * u2 + h3 * u3)
+                    p[l] = sn  # stored after every load (see _forward_rows)
+                    q[l] = sm
+            for l in range(r):
+                dx[n, c0 + l] = p[l]
+            for l in range(r):
+                dx[m, c0 + l] = q[l]
+
+
+@njit(**JIT)
+def _dw_cols(dz, x, dw, d0, d1, t0, t1, t2, t3):
+    """dw[d] = (x.T @ dz)[d] for the columns d0 <= d < d1, TILE at a time, built transposed:
+    four outputs k .. k + 3 and four rows per pass, in t0 .. t3 (each output's sum in the same
+    order as with fewer outputs a pass: the same bits).
+    Shapes: dz (N, Kp) zero-padded to Kp, a multiple of 4; x (N, D); dw (D, K); t0 .. t3
+    (TILE,) scratch.
+    """
+    N, K = x.shape[0], dw.shape[1]
+    N4 = N - N % 4
+    for c in range(d0, d1, TILE):
+        c0 = max(0, c)
+        r = min(TILE, d1 - c0)
         for k in range(0, K, 4):  # four outputs a pass: each load of x feeds four sums
             # k + 1 .. k + 3 may be zero pads (Kp is a multiple of 4): computed, never written
             for l in range(r):
@@ -260,8 +269,17 @@ def dense_backward(dz, x, w, need_dx, dx, dw, t, d0, d1):
     Shapes: dz (N, Kp) from pad_and_sum, x (N, D), w (D, K) -> dx (N, D) (may be (0, 0) when
     not need_dx), dw (D, K). A chunk writes its own columns of dx and rows of dw only.
     """
-    Kp = dz.shape[1]
-    wt = np.empty((Kp, TILE), dw.dtype)
-    buf = np.empty((6, TILE), dw.dtype)
-    _backward_cols(dz, x, w, need_dx, dx, dw, d0, d1, wt, buf[0], buf[1], buf[2], buf[3],
-                   buf[4], buf[5])
+    if need_dx:
+        wt = np.empty((dz.shape[1], TILE), dw.dtype)
+        pq = np.empty((2, TILE), dw.dtype)
+        _dx_cols(dz, w, dx, d0, d1, wt, pq[0], pq[1])
+    dense_weight_gradient(dz, x, dw, t, d0, d1)
+
+
+@njit(**JIT)
+def dense_weight_gradient(dz, x, dw, t, d0, d1):
+    """dw[d0:d1] = (x.T @ dout)[d0:d1] only (chunk t of the columns): dense_backward without
+    the input gradient, for a caller that never needs it (the seed's first-layer unit), so
+    that only this part is compiled. Shapes: as dense_backward."""
+    buf = np.empty((4, TILE), dw.dtype)
+    _dw_cols(dz, x, dw, d0, d1, buf[0], buf[1], buf[2], buf[3])
