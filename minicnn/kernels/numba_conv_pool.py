@@ -291,8 +291,8 @@ def _dw3x3_pool2x2(xp, g, code, dw, db):
     gradients are g or 0 by code, and each tap adds its four products to dw in one chain of
     fused multiply-adds. The nine taps of a channel are nine 1-D rows, made once per channel:
     LLVM vectorises updates of separate rows along f, not of one 4-D array's. db gets each
-    window's gradient in the same pass, with the first channel (a pass of its own over the
-    windows cost the seed's backward a sixth of this function's time).
+    window's gradient in the same pass, with the first channel: g and code are read once, not
+    twice (the same sums in the same order as a pass of its own).
     Shapes: xp (>= 2*Hq+2, >= 2*Wq+2, C), g, code (Hq, Wq, F), dw (3, 3, C, F), db (F,).
     """
     Hq, Wq, F = g.shape
