@@ -23,12 +23,12 @@ if numba_available():
     from minicnn.kernels.numba_threads import run_chunks
 
 
-def _forward_operands(n, dtype, seed=0):
+def _forward_operands(n, dtype, seed=0, K=3):
     """The seed unit's forward operands (a 3x3 conv on 10x9x1 inputs, 2x2 pool, two dropouts,
-    a Dense(3)), with output buffers filled with NaN so that a chunk left out would show."""
+    a Dense(K)), with output buffers filled with NaN so that a chunk left out would show."""
     rng = np.random.default_rng(seed)
     g = conv_geometry((10, 9), (3, 3), (1, 1), (0, 0, 0, 0), (2, 2), (2, 2))
-    F, K = 5, 3
+    F = 5
     M = g.Hq * g.Wq * F
     x = rng.standard_normal((n, 10, 9, 1)).astype(dtype)
     w = rng.standard_normal((3, 3, 1, F)).astype(dtype)
@@ -81,6 +81,34 @@ def test_one_launch_backward_gives_the_two_launch_bits(dtype, n, T):
     np.testing.assert_array_equal(dwd, one_dwd)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(dwd, h.T @ dz, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, T", [(1, 1), (4, 1), (9, 1), (9, 2), (16, 3)])
+def test_ten_logits_take_one_pass_with_the_general_bits(dtype, n, T):
+    """With the seed's Dense(10) behind two dropouts, the backward makes four samples'
+    gradients at the flat output in one pass (_dense_dx_rows10): it must give the bits of the
+    general route, sample by sample, including a chunk's last few samples."""
+    fwd = _forward_operands(n, dtype, K=10)
+    run_chunks(numba_conv_pool.conv_pool_dense_forward_c1, n, *fwd, chunks=1)
+    x, g, scales, wt, code = fwd[0], fwd[3], fwd[6], fwd[7], fwd[10]
+    dz = np.random.default_rng(n).standard_normal((n, 10)).astype(dtype)
+    pw, pb = np.zeros((T, 9 * 5), dtype), np.zeros((T, g.Wq * 5), dtype)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_3x3, n, dz, wt, code, x, scales, g,
+               pw, pb, chunks=T)
+
+    M = wt.shape[1]  # the general route: a pair of rows, then the scales, then dW
+    want_w, want_b = np.zeros_like(pw), np.zeros_like(pb)
+    for t in range(T):
+        dw, db = want_w[t].reshape(3, 3, 1, 5), want_b[t, :5]
+        for s in range(t * n // T, (t + 1) * n // T):
+            row, twin, gs = np.empty(M, dtype), np.empty(M, dtype), np.empty(M, dtype)
+            numba_conv_pool._dense_dx_rows(dz[s], dz[s], wt, row, twin)
+            numba_conv_pool._scaled(row, scales, gs)
+            numba_conv_pool._dw3x3_pool2x2(x[s], gs.reshape(g.Hq, g.Wq, 5), code[s], dw, db)
+    np.testing.assert_array_equal(pw, want_w)
+    np.testing.assert_array_equal(pb, want_b)
+    assert np.abs(pw).sum() > 0  # gradients did flow: the comparison is not of zeros
 
 
 def _child_trains(queue):
