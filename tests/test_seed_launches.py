@@ -87,15 +87,23 @@ def test_one_launch_backward_gives_the_two_launch_bits(dtype, n, T):
 @pytest.mark.parametrize("n, T", [(1, 1), (4, 1), (9, 1), (9, 2), (16, 3)])
 def test_ten_logits_take_one_pass_with_the_general_bits(dtype, n, T):
     """With the seed's Dense(10) behind two dropouts, the backward makes four samples'
-    gradients at the flat output in one pass (_dense_dx_rows10): it must give the bits of the
-    general route, sample by sample, including a chunk's last few samples."""
+    gradients at the flat output in one pass (conv_pool_dense_backward_k10): it must give the
+    bits of the general route, sample by sample, including a chunk's last few samples, and so
+    must its one-launch form."""
     fwd = _forward_operands(n, dtype, K=10)
     run_chunks(numba_conv_pool.conv_pool_dense_forward_c1, n, *fwd, chunks=1)
     x, g, scales, wt, code = fwd[0], fwd[3], fwd[6], fwd[7], fwd[10]
     dz = np.random.default_rng(n).standard_normal((n, 10)).astype(dtype)
     pw, pb = np.zeros((T, 9 * 5), dtype), np.zeros((T, g.Wq * 5), dtype)
-    run_chunks(numba_conv_pool.conv_pool_dense_backward_3x3, n, dz, wt, code, x, scales, g,
+    assert numba_conv_pool.is_k10(wt, scales)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_k10, n, dz, wt, code, x, scales, g,
                pw, pb, chunks=T)
+    dzp = np.zeros((n, 12), dtype)  # the one-launch form reads dz padded to 12 logits
+    dzp[:, :10] = dz
+    h = fwd[9].reshape(n, -1)
+    dwd, one_w, one_b = np.empty((h.shape[1], 10), dtype), np.zeros_like(pw), np.zeros_like(pb)
+    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1_k10, n, dzp, h, dwd, wt, code, x,
+               scales, g, one_w, one_b, chunks=T)
 
     M = wt.shape[1]  # the general route: a pair of rows, then the scales, then dW
     want_w, want_b = np.zeros_like(pw), np.zeros_like(pb)
@@ -106,8 +114,11 @@ def test_ten_logits_take_one_pass_with_the_general_bits(dtype, n, T):
             numba_conv_pool._dense_dx_rows(dz[s], dz[s], wt, row, twin)
             numba_conv_pool._scaled(row, scales, gs)
             numba_conv_pool._dw3x3_pool2x2(x[s], gs.reshape(g.Hq, g.Wq, 5), code[s], dw, db)
-    np.testing.assert_array_equal(pw, want_w)
-    np.testing.assert_array_equal(pb, want_b)
+    for got in ((pw, pb), (one_w, one_b)):
+        np.testing.assert_array_equal(got[0], want_w)
+        np.testing.assert_array_equal(got[1], want_b)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dwd, h.T @ dz, rtol=tol, atol=tol)  # the Dense's dW as well
     assert np.abs(pw).sum() > 0  # gradients did flow: the comparison is not of zeros
 
 

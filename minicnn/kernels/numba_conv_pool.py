@@ -797,10 +797,9 @@ def conv_pool_dense_forward_c1(x, w, b, g, keys, thresholds, scales, wt, bd, out
 @njit(**JIT)
 def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1):
     """conv_pool_backward_3x3 with the gradient at the unit's output made from the Dense's:
-    per sample (dz[n] @ wt) times the dropout scales, never stored for the batch. The seed's
-    Dense(10) behind two dropouts makes four samples' at a time in one pass
-    (_dense_dx_rows10); any other Dense two at a time (_dense_dx_rows, then _scaled): the same
-    sums in the same order either way.
+    per sample (dz[n] @ wt) times the dropout scales, never stored for the batch: two samples'
+    at a time (_dense_dx_rows, then _scaled). The seed's Dense(10) has a faster route of its
+    own, conv_pool_dense_backward_k10.
 
     Shapes: dz (N, K) dL/dlogits; wt (K, M) the Dense kernel transposed; code (N, Hq, Wq, F);
     x (N, H, W, C); scales (D,) -> parts_w, parts_b as conv_pool_backward. A chunk writes only
@@ -811,19 +810,6 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
     xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
     M = g.Hq * g.Wq * F
     dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
-    if wt.shape[0] == 10 and scales.size == 2:  # the seed's Dense(10): four samples a pass
-        # four arrays, not rows of one: LLVM then knows they do not overlap, and vectorises
-        rows = (np.empty(M, x.dtype), np.empty(M, x.dtype), np.empty(M, x.dtype),
-                np.empty(M, x.dtype))
-        for n in range(n0, n1, 4):
-            last = n1 - 1  # past the chunk's last sample, that sample again (made, not used)
-            _dense_dx_rows10(dz[n], dz[min(n + 1, last)], dz[min(n + 2, last)],
-                             dz[min(n + 3, last)], wt, scales[0], scales[1], *rows)
-            for i in range(min(4, n1 - n)):
-                src = _into(x[n + i], xp, g.pt, g.pl) if padded else x[n + i]
-                _dw3x3_pool2x2(src, rows[i].reshape((g.Hq, g.Wq, F)), code[n + i], dw,
-                               parts_b[t, :F])
-        return
     # two arrays, not rows of one: LLVM then knows they do not overlap, and vectorises
     row_a, row_b = np.empty(M, x.dtype), np.empty(M, x.dtype)
     gs = np.empty((g.Hq, g.Wq, F), x.dtype)
@@ -834,6 +820,37 @@ def conv_pool_dense_backward_3x3(dz, wt, code, x, scales, g, parts_w, parts_b, t
             _scaled(row_a if i == 0 else row_b, scales, gs.ravel())
             src = _into(x[n + i], xp, g.pt, g.pl) if padded else x[n + i]
             _dw3x3_pool2x2(src, gs, code[n + i], dw, parts_b[t, :F])
+
+
+def is_k10(wt, scales) -> bool:
+    """The seed's Dense(10) behind two dropouts: conv_pool_dense_backward_k10's case."""
+    return wt.shape[0] == 10 and scales.size == 2
+
+
+@njit(**JIT)
+def conv_pool_dense_backward_k10(dz, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1):
+    """conv_pool_dense_backward_3x3 for ten logits behind two dropouts (is_k10): four samples'
+    gradients at the unit's output a pass, in one pass over wt (_dense_dx_rows10), the same
+    bits. A kernel of its own, so that a model compiles only the route it takes.
+
+    Shapes: as conv_pool_dense_backward_3x3, with K = 10 and scales (2,).
+    """
+    C, F = x.shape[3], code.shape[3]
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
+    M = g.Hq * g.Wq * F
+    dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
+    # four arrays, not rows of one: LLVM then knows they do not overlap, and vectorises
+    rows = (np.empty(M, x.dtype), np.empty(M, x.dtype), np.empty(M, x.dtype),
+            np.empty(M, x.dtype))
+    for n in range(n0, n1, 4):
+        last = n1 - 1  # past the chunk's last sample, that sample again (made, not used)
+        _dense_dx_rows10(dz[n], dz[min(n + 1, last)], dz[min(n + 2, last)],
+                         dz[min(n + 3, last)], wt, scales[0], scales[1], *rows)
+        for i in range(min(4, n1 - n)):
+            src = _into(x[n + i], xp, g.pt, g.pl) if padded else x[n + i]
+            _dw3x3_pool2x2(src, rows[i].reshape((g.Hq, g.Wq, F)), code[n + i], dw,
+                           parts_b[t, :F])
 
 
 @njit(**JIT)
@@ -851,3 +868,12 @@ def conv_pool_dense_backward_c1(dzp, h, dwd, wt, code, x, scales, g, parts_w, pa
     N, D = h.shape
     dense_weight_gradient(dzp, h, dwd, t, n0 * D // N, n1 * D // N)
     conv_pool_dense_backward_3x3(dzp, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1)
+
+
+@njit(**JIT)
+def conv_pool_dense_backward_c1_k10(dzp, h, dwd, wt, code, x, scales, g, parts_w, parts_b, t,
+                                    n0, n1):
+    """conv_pool_dense_backward_c1 with conv_pool_dense_backward_k10's route (is_k10)."""
+    N, D = h.shape
+    dense_weight_gradient(dzp, h, dwd, t, n0 * D // N, n1 * D // N)
+    conv_pool_dense_backward_k10(dzp, wt, code, x, scales, g, parts_w, parts_b, t, n0, n1)

@@ -235,7 +235,7 @@ def conv_pool_dense_backward(dz, wt, h, code, x, scales, g, dw, db, dwd, dbd):
     the conv's dw (3, 3, C, F), db (F,), the gradient at the unit's output made per sample in
     the kernel from dz and wt (K, D), the Dense kernel transposed; h (N, D) the flat output.
     Both in one launch: each chunk takes its share of the Dense's columns and of the conv's
-    samples (numba_conv_pool.conv_pool_dense_backward_c1)."""
+    samples (numba_conv_pool.conv_pool_dense_backward_c1; _c1_k10 for the seed's Dense(10))."""
     N, F = dz.shape[0], code.shape[3]
     K = dwd.shape[1]
     dzp = np.empty((N, K + (-K) % 4), dz.dtype)
@@ -243,8 +243,10 @@ def conv_pool_dense_backward(dz, wt, h, code, x, scales, g, dw, db, dwd, dbd):
     T = chunks_for(N)
     parts_w = _parts(T, dw.size, dw.dtype)
     parts_b = _parts(T, g.Wq * F, dw.dtype)
-    run_chunks(numba_conv_pool.conv_pool_dense_backward_c1, N, dzp, h, dwd, wt, code, x,
-               scales, g, parts_w, parts_b, chunks=T)
+    kernel = (numba_conv_pool.conv_pool_dense_backward_c1_k10
+              if numba_conv_pool.is_k10(wt, scales) else
+              numba_conv_pool.conv_pool_dense_backward_c1)
+    run_chunks(kernel, N, dzp, h, dwd, wt, code, x, scales, g, parts_w, parts_b, chunks=T)
     numba_conv._sum_parts(parts_w, dw.ravel())
     _sum_db(parts_b, g.Wq, db)
 
