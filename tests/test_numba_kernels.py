@@ -20,6 +20,7 @@ from minicnn.kernels.dropout_mask import (
     keep_mask,
     keep_threshold,
     mask_key,
+    mask_words,
     mix64_int,
     uniforms,
 )
@@ -280,6 +281,16 @@ def test_dropout_uniforms_are_the_hash_words_16_bits_at_a_time():
     assert uniforms(key, 10).tolist() == expected
     assert keep_mask(7, 3, 10, 0.5).tolist() == [u >= 32768 for u in expected]
     assert _fused_keep([key], [32768], 10).tolist() == [u >= 32768 for u in expected]
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**62), st.integers(0, 40))
+@settings(max_examples=40, deadline=None)
+def test_the_kernels_hash_counter_wraps_as_the_formula(key, first, count):
+    # the kernel steps its counter by GOLDEN a word instead of multiplying: the same words
+    # modulo 2**64, for any key and any first word (NumPy's twin multiplies)
+    words = np.empty(count, np.uint64)
+    numba_conv_pool._mask_words(np.uint64(key), np.uint64(first), words)
+    np.testing.assert_array_equal(words, mask_words(key, first, count))
 
 
 def test_dropout_hash_keeps_the_right_fraction():
