@@ -253,8 +253,8 @@ def _dropout_rows(out, code, e0, keys, thresholds, scales, keep, words):
     # Written without selects: kept is 1 or 0, the scale times it s or 0 (the same bits as
     # picking s or 0), and code | (kept - 1) keeps the code or makes it -1. LLVM vectorises
     # both forms on AVX-512, whose mask registers hold the compare; on AVX2 the selects of
-    # three widths (uint16, float, int8) stayed scalar branches, eight times slower (README,
-    # "How the kernels got here").
+    # three widths (uint16, float, int8) stayed scalar branches, eleven times slower (README,
+    # Speed, "The same command on an AVX2 machine").
     if keys.size == 1:
         u0, t0, s0 = _uniforms(keys[0], e0, M, words[0]), np.uint16(thresholds[0]), scales[0]
         for e in range(M):
@@ -267,8 +267,8 @@ def _dropout_rows(out, code, e0, keys, thresholds, scales, keep, words):
         u1, t1, s1 = _uniforms(keys[1], e0, M, words[1]), np.uint16(thresholds[1]), scales[1]
         for e in range(M):
             kept = np.int32(u0[e] >= t0) & np.int32(u1[e] >= t1)
-            one = out.dtype.type(kept)
-            out[e] = out[e] * (s0 * one) * (s1 * one)
+            k = out.dtype.type(kept)
+            out[e] = out[e] * (s0 * k) * (s1 * k)
             code[e] = code[e] | np.int8(kept - 1)
         return
     for m in range(scales.size):
