@@ -24,16 +24,17 @@ of at most TB_MAX tiles, a chunk kernel runs the three steps:
 A block's V, M and U stay in the core's L2 (the deep model's 32 -> 64 conv, 48 tiles: 98 +
 197 + 131 KB), and each product's V[xi], U[xi], M[xi] in L1.
 
-Registers, and why the scratch lives on the stack. The micro-kernel keeps an R x FB block of M
-(4 tiles x 64 filters: 16 AVX-512 registers) in registers across the whole sum over channels,
-loading one row of U and broadcasting four values of V per channel. LLVM does that only with an
-accumulator it can prove nothing else touches: a stack buffer (_stack_array), which it then
-turns into registers. A heap buffer (np.empty) might alias the inputs, so every += went to
-memory and back, at a third of the speed or less. The same proof lets LLVM vectorise the
-transforms without run-time overlap checks, hence their shape: every loop moves data between
-the heap and a stack buffer (or within the stack), never from one heap array to another. FB is
-64 because micro-kernels 16 or 32 wide compiled to scalar code (LLVM unrolls their short loops
-before it vectorises them); U and M are padded to a multiple of 64 filters.
+Registers, and why the scratch lives on the stack. The micro-kernel keeps an R x FK block of M
+(4 x 64 with AVX-512: 16 registers; 4 x 16 with AVX2: 8) in registers across the whole sum over
+channels, loading one row of U and broadcasting four values of V per channel. LLVM does that
+only with an accumulator it can prove nothing else touches: a stack buffer (_stack_array),
+which it then turns into registers. A heap buffer (np.empty) might alias the inputs, so every
++= went to memory and back, at a third of the speed or less. The same proof lets LLVM vectorise
+the transforms without run-time overlap checks, hence their shape: every loop moves data
+between the heap and a stack buffer (or within the stack), never from one heap array to
+another. With AVX-512, FK is 64 because micro-kernels 16 or 32 wide compiled to scalar code
+there (LLVM unrolls their short loops before it vectorises them); with AVX2, 16 wide vectorises
+and 64 spills (_micro_kernel_filters). U and M are padded to a multiple of FB = 64 filters.
 
 Compile time. The helpers are inline="always": Numba splices them into the chunk kernel before
 LLVM sees it, so each is optimised once, inside the one kernel a model uses, instead of once on
@@ -58,12 +59,33 @@ from minicnn.kernels.numba_config import JIT
 from minicnn.kernels.numba_conv_pool import _dropout_rows, _wins, dropout_scratch
 
 R = 4  # tiles per micro-kernel pass (its x0..x3 below)
-FB = 64  # filters per micro-kernel pass; U and M are padded to a multiple of FB
+FB = 64  # U and M are padded to a multiple of FB filters
+
+
+def _micro_kernel_filters() -> int:
+    """FK, the filters per micro-kernel pass (a divisor of FB): an R x FK accumulator must fit
+    the vector registers. With AVX-512 (32 registers of 16 floats) 64: 16 registers. With AVX2
+    (16 registers of 8 floats) 64 would need 32, and the spills cost 3x: on an AMD EPYC (Zen 3)
+    the deep model's 16 products of a 48-tile block took 0.105 ms at FK = 64 and 0.036 ms at
+    FK = 16 (15 -> 44 G multiply-adds/s on one core, the same bits). The features are those
+    Numba compiles for (a user's NUMBA_CPU_FEATURES, else the host's), and its disk cache is
+    keyed by them, so a kernel compiled for one width is never loaded on the other kind of CPU."""
+    from numba.core.codegen import get_host_cpu_features
+
+    features = numba.config.CPU_FEATURES or get_host_cpu_features()
+    return 64 if "+avx512f" in features.split(",") else 16
+
+
+FK = _micro_kernel_filters()
+# With FK = 16, _products inlined into the chunk kernels ran at 11 G multiply-adds/s, as its own
+# function at 31 (the deep conv's 64-sample forward 27 -> 9.8 ms on the Zen 3); with AVX-512 it
+# stays inlined, as it was measured.
+_INLINE_PRODUCTS = "always" if FK == 64 else "never"
 CB = 64  # at most this many channels (or filters) per transform pass
 TB_MAX = 64  # at most this many tiles per block (the working set in L2)
 # Sizes of the stack buffers: module constants, which Numba compiles in as literals (_alloca
 # needs a literal; an expression like 16 * CB in a kernel is a run-time int to it).
-_SIZE_ACC, _SIZE_TILE, _SIZE_ROWS = R * FB, 16 * CB, 8 * CB
+_SIZE_ACC, _SIZE_TILE, _SIZE_ROWS = R * FK, 16 * CB, 8 * CB
 
 
 def _times_g(a):
@@ -192,37 +214,37 @@ def _input_block(x, n, pt, pl, tw, k0, k1, patch, V, TB):
 
 
 # --- step 2: the 16 products M[xi] = V[xi] @ U[xi] -------------------------------------------
-@njit(inline="always", **JIT)
+@njit(inline=_INLINE_PRODUCTS, **JIT)
 def _products(V, U, M, TB, T, C, Fp):
-    """M[xi, :T] = V[xi, :T] @ U[xi] for xi = 0 .. 15, R tiles by FB filters at a time.
+    """M[xi, :T] = V[xi, :T] @ U[xi] for xi = 0 .. 15, R tiles by FK filters at a time.
 
     Shapes (flat): V (16, TB, C), U (16, C, Fp), M (16, TB, Fp); T <= TB, T % R == 0,
-    Fp % FB == 0.
-    The accumulator acc (R, FB) is on the stack, so LLVM keeps it in registers over the sum
-    (module docstring): per channel, one row of U (FB values) and R broadcasts of V feed R*FB
+    Fp % FB == 0 (FB a multiple of FK).
+    The accumulator acc (R, FK) is on the stack, so LLVM keeps it in registers over the sum
+    (module docstring): per channel, one row of U (FK values) and R broadcasts of V feed R*FK
     multiply-adds.
     """
     acc = _stack_array(_SIZE_ACC, M.dtype)
     zero = M.dtype.type(0)
     for xi in range(16):
-        for f0 in range(0, Fp, FB):
+        for f0 in range(0, Fp, FK):
             for t in range(0, T, R):
-                for e in range(R * FB):
+                for e in range(R * FK):
                     acc[e] = zero
                 for c in range(C):
                     vb = max(0, (xi * TB + t) * C + c)  # max: no wraparound check
                     ub = max(0, (xi * C + c) * Fp + f0)
                     x0, x1, x2, x3 = V[vb], V[vb + C], V[vb + 2 * C], V[vb + 3 * C]
-                    for k in range(FB):
+                    for k in range(FK):
                         u = U[ub + k]
                         acc[k] += x0 * u
-                        acc[FB + k] += x1 * u
-                        acc[2 * FB + k] += x2 * u
-                        acc[3 * FB + k] += x3 * u
+                        acc[FK + k] += x1 * u
+                        acc[2 * FK + k] += x2 * u
+                        acc[3 * FK + k] += x3 * u
                 for i in range(R):
                     mb = max(0, (xi * TB + t + i) * Fp + f0)
-                    for k in range(FB):
-                        M[mb + k] = acc[i * FB + k]
+                    for k in range(FK):
+                        M[mb + k] = acc[i * FK + k]
 
 
 # --- step 3: output transform Y = A^T m A --------------------------------------------------
