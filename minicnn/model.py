@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from minicnn import config, fusion, losses, optimizers, saving
+from minicnn import coldstart, config, fusion, losses, optimizers, saving
 from minicnn.callbacks import Callback, CallbackList, History
 from minicnn.kernels.dispatch import ops
 from minicnn.layers.base import Layer, check_shape, unique_name
@@ -489,14 +489,16 @@ class Sequential:
         names = [f"{layer.name}.{k}" for layer in self._layers for k in layer.trainable_names]
         return names[index] if 0 <= index < len(names) else f"parameter {index}"
 
-    def _train_step(self, x, y, sample_weight=None):
+    def _train_step(self, x, y, sample_weight=None, before_backward=None):
         """One step; on a non-finite loss or update, the model is put back as it was before the
-        step (dropout counters and moving statistics included) and FloatingPointError raised."""
+        step (dropout counters and moving statistics included) and FloatingPointError raised.
+        ``before_backward()``, if given, runs between the loss and the backward pass (fit's
+        first step: wait for the cold-start helper, minicnn.coldstart)."""
         before = [layer.state_snapshot() for layer in self._layers]
         try:
             # overflow warnings would only repeat what the checks below raise
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                loss, out = self._checked_step(x, y, sample_weight)
+                loss, out = self._checked_step(x, y, sample_weight, before_backward)
         except FloatingPointError as e:
             for layer, state in zip(self._layers, before):
                 layer.restore_state(state)
@@ -507,7 +509,7 @@ class Sequential:
             ) from None
         return loss, out
 
-    def _checked_step(self, x, y, sample_weight):
+    def _checked_step(self, x, y, sample_weight, before_backward=None):
         out = self.forward(x, training=True)
         loss, dout = self.loss_and_gradient(y, out, sample_weight)
         loss += self.regularization_loss()
@@ -517,6 +519,8 @@ class Sequential:
             for k in layer.non_trainable:
                 if not _all_finite(layer.params[k]):
                     raise FloatingPointError(f"{layer.name}.{k} became non-finite")
+        if before_backward is not None:
+            before_backward()
         self.backward(dout)
         try:
             self.optimizer.update(*self.trainable_params())
@@ -666,6 +670,26 @@ class Sequential:
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
         self.epoch_times: list[float] = []
+        # a cold kernel cache: the backward compiles in a helper process meanwhile
+        first = slice(0, batch_size)
+        helper = None if epochs <= initial_epoch else coldstart.start(
+            self, x[first], y[first], None if sample_weight is None else sample_weight[first])
+        try:
+            self._fit_epochs(x, y, sample_weight, batch_size, epochs, initial_epoch, shuffle,
+                             base_seed, steps, verbose, val, cbs, helper)
+        finally:
+            if helper is not None:
+                helper.close()
+        cbs.on_train_end()
+        history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        history.model = self
+        self.history = history
+        return history
+
+    def _fit_epochs(self, x, y, sample_weight, batch_size, epochs, initial_epoch, shuffle,
+                    base_seed, steps, verbose, val, cbs, helper):
+        """fit's loop over epochs and batches (its arguments checked by fit)."""
+        n = len(x)
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -683,10 +707,14 @@ class Sequential:
                 cbs.on_train_batch_begin(step)
                 wb = None if sample_weight is None else sample_weight[idx]
                 try:
-                    loss, out = self._train_step(x[idx], y[idx], wb)
+                    loss, out = self._train_step(x[idx], y[idx], wb,
+                                                 None if helper is None else helper.join)
                 except FloatingPointError as e:
                     raise FloatingPointError(f"Epoch {epoch + 1}, step {step + 1}/{steps}: "
                                              f"{e}") from None
+                if helper is not None:
+                    helper.first_step_done()
+                    helper = None
                 loss_sum += loss * len(idx)
                 correct += self._accuracy_count(y[idx], out)
                 seen += len(idx)
@@ -704,11 +732,6 @@ class Sequential:
             cbs.on_epoch_end(epoch, dict(sorted(logs.items())))
             if self.stop_training:
                 break
-        cbs.on_train_end()
-        history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        history.model = self
-        self.history = history
-        return history
 
     @_guarded
     def evaluate(self, x, y, batch_size=None, verbose="auto", sample_weight=None,

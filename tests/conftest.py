@@ -1,7 +1,13 @@
+import os
+
 import numpy as np
 import pytest
 
 import minicnn
+
+# No cold-start helper processes (minicnn.coldstart) in the suite's fits: each test's fit stays
+# in its own process; tests/test_coldstart.py turns the helper on where it tests it.
+os.environ["MINICNN_COMPILE_HELPER"] = "0"
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_fifo_as_data_is_refused_not_waited_on(tmp_path):
 
 
 def test_training_that_diverges_is_one_line(capsys, monkeypatch):
-    def diverge(self, x, y, sample_weight):
+    def diverge(self, x, y, sample_weight, before_backward=None):
         raise FloatingPointError("the loss is nan")
 
     monkeypatch.setattr(minicnn.Sequential, "_checked_step", diverge)

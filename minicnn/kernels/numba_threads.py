@@ -49,6 +49,7 @@ fork() has no worker threads: the pool is dropped in the child and made again wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import queue
@@ -243,6 +244,23 @@ def _pool(workers: int) -> list[_Worker]:
         return _workers
 
 
+_dry = False  # inside dry_launches(): run_chunks zeroes its arrays instead of running
+
+
+@contextlib.contextmanager
+def dry_launches():
+    """Inside, run_chunks runs (and so compiles) no kernel: it zeroes the writable arrays it
+    was given instead, so that what reads them next sees finite numbers of the right shapes and
+    dtypes. For minicnn.coldstart's helper process, which compiles a model's backward without
+    its forward; process-wide, not for a process that computes anything it keeps."""
+    global _dry
+    outer, _dry = _dry, True
+    try:
+        yield
+    finally:
+        _dry = outer
+
+
 def run_chunks(kernel, n: int, *args, chunks: int | None = None) -> None:
     """kernel(*args, t, n0, n1) for chunk t = 0 .. T-1 of range(n), in parallel.
 
@@ -250,6 +268,11 @@ def run_chunks(kernel, n: int, *args, chunks: int | None = None) -> None:
     calling thread, chunk t on worker t; returns when all are done (re-raising the first
     error). The kernel must be nogil (numba_config.JIT) and write only its chunk's part.
     """
+    if _dry:
+        for a in args:
+            if isinstance(a, np.ndarray) and a.flags.writeable:
+                a.fill(0)
+        return
     T = chunks if chunks is not None else chunks_for(n)
     if T <= 1:
         kernel(*args, 0, 0, n)
