@@ -290,3 +290,65 @@ def test_the_seed_network_as_one_unit_matches_its_layers(dtype, n):
         for k in ("kernel", "bias"):
             assert_close(f"{ref[i].name} d{k}", layers[i].grads[k], ref[i].grads[k], tol)
     assert [d.counter for d in layers if isinstance(d, Dropout)] == [1, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,pads", [((2, 9, 11, 1), (1, 1, 1, 1)), ((3, 8, 6, 3), (0,) * 4),
+                                        ((1, 6, 5, 2), (0, 1, 0, 1))])
+def test_the_no_pool_3x3_kernels_give_the_general_kernels_bits(dtype, shape, pads):
+    """conv_relu_forward_3x3 and conv_relu_backward_3x3 (the deep model's first conv: 3x3,
+    stride 1, no pool) are the general conv_pool_forward and conv_pool_backward with their
+    other routes left out: the same out, codes and partial gradients, bit for bit, dropout on;
+    and numba_ops routes exactly their case to them."""
+    from minicnn.kernels import numba_conv_pool, numba_ops
+    from minicnn.kernels.dropout_mask import keep_threshold, mask_key
+    from minicnn.kernels.geometry import conv_geometry
+    from minicnn.kernels.numba_threads import run_chunks
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    F = 5
+    w = rng.standard_normal((3, 3, shape[3], F)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    drop = (np.array([mask_key(4, 1)], np.uint64), np.array([keep_threshold(0.3)], np.uint64),
+            np.array([1 / 0.7], dtype))
+    g = conv_geometry(shape[1:3], (3, 3), (1, 1), pads, (1, 1), (1, 1))
+    assert numba_conv_pool.is_3x3_no_pool(g)
+    results = []
+    for kernel in (numba_conv_pool.conv_relu_forward_3x3, numba_conv_pool.conv_pool_forward):
+        out = np.empty((shape[0], g.Hq, g.Wq, F), dtype)
+        code = np.empty(out.shape, np.int8)
+        run_chunks(kernel, shape[0], x, w, b, g, *drop, out, code)
+        results.append((out, code))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert (results[0][1] == -1).any() and (results[0][1] == 0).any()  # relu and dropout bite
+    # the backward (no dx: a first layer) likewise: conv_relu_backward_3x3's partial dw and db
+    code = results[0][1]
+    dout = rng.standard_normal(code.shape).astype(dtype)
+    parts = []
+    for kernel in (numba_conv_pool.conv_relu_backward_3x3, numba_conv_pool.conv_pool_backward):
+        T = 2
+        parts_w, parts_b = np.zeros((T, 9 * shape[3] * F + 7), dtype), np.zeros((T, g.Wq * F),
+                                                                                 dtype)
+        run_chunks(kernel, shape[0], dout, code, x, drop[2], g, parts_w, parts_b, chunks=T)
+        parts.append((parts_w, parts_b))
+    np.testing.assert_array_equal(parts[0][0], parts[1][0])
+    np.testing.assert_array_equal(parts[0][1], parts[1][1])
+    assert parts[0][0].any() and parts[0][1].any()
+    # the rule: a stride, a pool, another kernel size or fewer than 4 columns out: not its case
+    assert not numba_conv_pool.is_3x3_no_pool(conv_geometry((9, 11), (3, 3), (2, 1), pads))
+    assert not numba_conv_pool.is_3x3_no_pool(conv_geometry((9, 11), (3, 3), (1, 1), pads,
+                                                            (2, 2), (2, 2)))
+    assert not numba_conv_pool.is_3x3_no_pool(conv_geometry((9, 11), (2, 3), (1, 1), pads))
+    assert not numba_conv_pool.is_3x3_no_pool(conv_geometry((9, 5), (3, 3), (1, 1),
+                                                            (0, 0, 0, 0)))
+    ran = []
+    monkey = numba_conv_pool.conv_relu_forward_3x3
+    try:
+        numba_conv_pool.conv_relu_forward_3x3 = lambda *a: ran.append(1) or monkey(*a)
+        out = np.empty((shape[0], g.Hq, g.Wq, F), dtype)
+        numba_ops.conv_pool_forward(x, w, b, g, *drop, out, np.empty(out.shape, np.int8))
+    finally:
+        numba_conv_pool.conv_relu_forward_3x3 = monkey
+    assert ran and np.array_equal(out, results[0][0])

@@ -28,6 +28,7 @@ from numba import njit
 from minicnn.kernels.dropout_mask import GOLDEN, M1, M2
 from minicnn.kernels.numba_config import JIT
 from minicnn.kernels.numba_conv import (
+    _conv3x3_rows,
     _conv_sample,
     _crop,
     _dw3x3_blocks,
@@ -169,13 +170,8 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
     """
     Hq, Wq, F = out.shape
     zero = out.dtype.type(0)
-    if PH == 1 and PW == 1 and psh == 1 and psw == 1:  # no pooling: relu over flat rows
-        for i in range(Hq):
-            zr, o, cd = z[i].ravel(), out[i].ravel(), code[i].ravel()  # (Wq*F,) prefix used
-            for e in range(Wq * F):
-                o[e] = zr[e] if not zr[e] <= zero else zero  # relu; NaN passes
-            for e in range(Wq * F):
-                cd[e] = np.int8(0) if zr[e] > zero else np.int8(-1)
+    if PH == 1 and PW == 1 and psh == 1 and psw == 1:  # no pooling
+        _relu(z, out, code)
         return
     for i in range(Hq):
         for j in range(Wq):
@@ -196,6 +192,23 @@ def _pool_relu(z, PH, PW, psh, psw, out, code, best, arg):
                 out[i, j, f] = best[f] if not best[f] <= zero else zero  # relu; NaN passes
             for f in range(F):
                 code[i, j, f] = arg[f] if best[f] > zero else np.int8(-1)
+
+
+@njit(**JIT)
+def _relu(z, out, code):
+    """out = relu(z) and code 0 where z > 0, else -1, over flat rows: _pool_relu without a pool.
+
+    Shapes: z (>= Hq, >= Wq, F) one sample's conv output, its (Hq, Wq) corner used; out, code
+    (Hq, Wq, F).
+    """
+    Hq, Wq, F = out.shape
+    zero = out.dtype.type(0)
+    for i in range(Hq):
+        zr, o, cd = z[i].ravel(), out[i].ravel(), code[i].ravel()  # (Wq*F,) prefix used
+        for e in range(Wq * F):
+            o[e] = zr[e] if not zr[e] <= zero else zero  # relu; NaN passes
+        for e in range(Wq * F):
+            cd[e] = np.int8(0) if zr[e] > zero else np.int8(-1)
 
 
 # SplitMix64, as dropout_mask.py computes it in NumPy: the kernel hashes its dropout masks itself,
@@ -377,25 +390,37 @@ def _scaled(dout, scales, g):
 
 
 @njit(**JIT)
+def _route_relu(g, code, tile, db_row):
+    """_route without a pool: tile (zeroed here first) = g where relu passed it (code >= 0);
+    the rows are flat and aligned. Shapes as _route's."""
+    Hq, Wq, F = g.shape
+    zero = g.dtype.type(0)
+    flat = tile.ravel()
+    for e in range(flat.size):
+        flat[e] = zero
+    for i in range(Hq):
+        gr, cr, tr = g[i].ravel(), code[i].ravel(), tile[i].ravel()  # (Wq*F,) prefix used
+        for e in range(Wq * F):
+            tr[e] = gr[e] if cr[e] >= 0 else zero
+        for e in range(Wq * F):
+            db_row[e] += tr[e]
+
+
+@njit(**JIT)
 def _route(g, code, PH, PW, psh, psw, tile, db_row):
     """Send each pooled gradient g to its window's winner in tile (zeroed here first).
 
     Shapes: g, code (Hq, Wq, F); tile (>= Ho, >= Wo, F); db_row (Wq*F,) += the routed g, by
     (j, f), so the bias gradient is summed with long loops.
     """
+    if PH == 1 and PW == 1 and psh == 1 and psw == 1:  # no pooling
+        _route_relu(g, code, tile, db_row)
+        return
     Hq, Wq, F = g.shape
     zero = g.dtype.type(0)
     flat = tile.ravel()
     for e in range(flat.size):
         flat[e] = zero
-    if PH == 1 and PW == 1 and psh == 1 and psw == 1:  # no pooling: rows are flat and aligned
-        for i in range(Hq):
-            gr, cr, tr = g[i].ravel(), code[i].ravel(), tile[i].ravel()  # (Wq*F,) prefix used
-            for e in range(Wq * F):
-                tr[e] = gr[e] if cr[e] >= 0 else zero
-            for e in range(Wq * F):
-                db_row[e] += tr[e]
-        return
     for i in range(Hq):
         for j in range(Wq):
             for p in range(PH):
@@ -533,6 +558,34 @@ def conv_pool_forward_3x3(x, w, b, g, keys, thresholds, scales, out, code, t, n0
                       words)
 
 
+def is_3x3_no_pool(g) -> bool:
+    """A 3x3 stride-1 conv at least four outputs wide and no pool (the deep model's first
+    layer): conv_relu_forward_3x3's case."""
+    return (g.KH, g.KW, g.sh, g.sw, g.PH, g.PW, g.psh, g.psw) == (3, 3, 1, 1, 1, 1, 1, 1) \
+        and g.Wo >= 4
+
+
+@njit(**JIT)
+def conv_relu_forward_3x3(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1):
+    """conv_pool_forward for a 3x3 stride-1 conv with no pool (is_3x3_no_pool): the same
+    helpers in the same order, so the same bits, without the general kernel's other routes
+    (any kernel and stride, any pool), which it compiles too: on a cold start the deep model's
+    first conv compiled for 6.8 s through the general kernel."""
+    C, F = x.shape[3], w.shape[3]
+    M = g.Hq * g.Wq * F
+    padded = g.Hp != g.H or g.Wp != g.W
+    xp = _zeros((g.Hp, g.Wp, C) if padded else (0, 0, C), x.dtype)
+    z = np.empty((g.Ho, g.Wo, F), out.dtype)  # one sample's conv output
+    acc = np.empty((4, F), out.dtype)
+    keep, words = dropout_scratch(M)
+    for n in range(n0, n1):
+        src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
+        _conv3x3_rows(src, w, b, z, acc)
+        _relu(z, out[n], code[n])
+        _dropout_rows(out[n].ravel(), code[n].ravel(), n * M, keys, thresholds, scales, keep,
+                      words)
+
+
 @njit(**JIT)
 def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code, t, n0, n1):
     """out = dropouts(relu(max-pool(conv(x, w) + b))), and each output's winner code, for the
@@ -591,6 +644,28 @@ def conv_pool_backward_winners(dout, code, x, scales, g, parts_w, parts_b, t, n0
         _scaled(dout[n].ravel(), scales, gs.ravel())
         src = _into(x[n], xp, g.pt, g.pl) if padded else x[n]
         _winners_dw(gs, code[n], g.PW, g.psh, g.psw, g.sh, g.sw, src, dw_f, parts_b[t, :F])
+
+
+@njit(**JIT)
+def conv_relu_backward_3x3(dout, code, x, scales, g, parts_w, parts_b, t, n0, n1):
+    """conv_pool_backward for conv_relu_forward_3x3's case (is_3x3_no_pool): the same helpers in
+    the same order, so the same bits, without the general kernel's other routes (any kernel,
+    stride and pool), which it compiles too. Shapes as conv_pool_backward's."""
+    C, F = x.shape[3], dout.shape[3]
+    Ho, Wo = g.Ho, g.Wo
+    padded = g.Hp != g.H or g.Wp != g.W
+    Ht, Wt = Ho + Ho % 2, Wo + (-Wo) % 4  # _dw3x3_blocks' 2x4 blocks
+    copy_x = padded or Ht != Ho or Wt != Wo
+    xp = _zeros((max(g.Hp, Ht + 2), max(g.Wp, Wt + 2), C) if copy_x else (0, 0, C),
+                dout.dtype)
+    gs = np.empty((g.Hq, g.Wq, F), dout.dtype)
+    tile = _zeros((Ht, Wt, F), dout.dtype)
+    dw = parts_w[t][: 9 * C * F].reshape((3, 3, C, F))
+    for n in range(n0, n1):
+        _scaled(dout[n].ravel(), scales, gs.ravel())
+        src = _into(x[n], xp, g.pt, g.pl) if copy_x else x[n]
+        _route_relu(gs, code[n], tile, parts_b[t])
+        _dw3x3_blocks(src, tile, dw)
 
 
 @njit(**JIT)

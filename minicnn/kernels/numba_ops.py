@@ -171,7 +171,9 @@ def conv_pool_forward(x, w, b, g, keys, thresholds, scales, out, code):
         run_chunks(numba_winograd.winograd_pool_forward, x.shape[0], x, U, bp, g, keys,
                    thresholds, scales, out, code)
         return
-    if not numba_conv_pool.is_3x3_pool2(g):
+    if numba_conv_pool.is_3x3_no_pool(g):
+        kernel = numba_conv_pool.conv_relu_forward_3x3
+    elif not numba_conv_pool.is_3x3_pool2(g):
         kernel = numba_conv_pool.conv_pool_forward
     elif x.shape[3] == 1:
         kernel = numba_conv_pool.conv_pool_forward_3x3_c1
@@ -186,8 +188,9 @@ def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
     Shapes: dout, code (N, Hq, Wq, F); x (N, H, W, C); w (KH, KW, C, F); scales (D,); g the
     forward's ConvGeometry -> dw (KH, KW, C, F), db (F,), dx (N, H, W, C).
     Which chunk kernel: with many input channels behind a pool, the winners-only route; for
-    the seed's layers (one channel, 3x3 conv, 2x2 pool) without dx, straight into dw; else the
-    tile route (numba_conv_pool).
+    the seed's layers (one channel, 3x3 conv, 2x2 pool) without dx, straight into dw; for a
+    3x3 stride-1 conv with no pool (the deep model's first) without dx, the tile route's own
+    kernel; else the general tile route (numba_conv_pool).
     """
     N, C, F = dout.shape[0], x.shape[3], w.shape[3]
     T = chunks_for(N)
@@ -198,6 +201,8 @@ def conv_pool_backward(dout, code, x, w, scales, g, dw, db, dx=None):
     if dx is None:
         if winners:
             kernel = numba_conv_pool.conv_pool_backward_winners
+        elif numba_conv_pool.is_3x3_no_pool(g):
+            kernel = numba_conv_pool.conv_relu_backward_3x3
         elif numba_conv_pool.is_3x3_pool2(g):
             kernel = numba_conv_pool.conv_pool_backward_3x3
         else:
