@@ -22,7 +22,19 @@ from minicnn.kernels import numba_config, numba_threads
 
 pytestmark = pytest.mark.skipif(not minicnn.config.numba_available(), reason="needs Numba")
 
-# A seed-model fit in a fresh process: prints which kernels this process compiled itself
+# One epoch of the seed model on random digits, the same everywhere it runs: leaves `model`
+# and `history` (needs np, minicnn, architectures, optimizers).
+_SEED_FIT = """
+minicnn.set_random_seed(0)
+rng = np.random.default_rng(0)
+x = rng.random((256, 28, 28, 1), dtype=np.float32)
+y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
+model = architectures.build("seed", input_shape=(28, 28, 1), num_classes=10)
+model.compile(loss="categorical_crossentropy", optimizer=optimizers.Adam())
+history = model.fit(x, y, batch_size=128, epochs=1, verbose=0, seed=0, shuffle=False)
+"""
+
+# That fit in a fresh process: prints which kernels this process compiled itself
 # (top-level compiles only: a kernel's helpers compile inside it), whether a helper ran, the
 # losses and the weights' checksum.
 _FIT = r"""
@@ -46,13 +58,7 @@ started = []
 start = coldstart.start
 coldstart.start = lambda *a: started.append(start(*a)) or started[-1]
 minicnn.set_backend("numba")
-minicnn.set_random_seed(0)
-rng = np.random.default_rng(0)
-x = rng.random((256, 28, 28, 1), dtype=np.float32)
-y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
-model = architectures.build("seed", input_shape=(28, 28, 1), num_classes=10)
-model.compile(loss="categorical_crossentropy", optimizer=optimizers.Adam())
-history = model.fit(x, y, batch_size=128, epochs=1, verbose=0, seed=0, shuffle=False)
+""" + _SEED_FIT + r"""
 h = started[0]
 print(json.dumps({
     "compiled": compiled,
@@ -77,18 +83,15 @@ def _fit_here() -> dict:
     """_FIT's fit in this process (no helper: conftest), for its numbers."""
     old = minicnn.config.backend_setting()
     minicnn.set_backend("numba")
+    fit = {"np": np, "minicnn": minicnn, "architectures": architectures,
+           "optimizers": optimizers}
     try:
-        minicnn.set_random_seed(0)
-        rng = np.random.default_rng(0)
-        x = rng.random((256, 28, 28, 1), dtype=np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
-        model = architectures.build("seed", input_shape=(28, 28, 1), num_classes=10)
-        model.compile(loss="categorical_crossentropy", optimizer=optimizers.Adam())
-        history = model.fit(x, y, batch_size=128, epochs=1, verbose=0, seed=0, shuffle=False)
+        exec(_SEED_FIT, fit)
     finally:
         minicnn.set_backend(old)
-    return {"loss": history.history["loss"],
-            "weights": [float(np.sum(w.astype(np.float64) ** 2)) for w in model.get_weights()]}
+    return {"loss": fit["history"].history["loss"],
+            "weights": [float(np.sum(w.astype(np.float64) ** 2))
+                        for w in fit["model"].get_weights()]}
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the helper needs two CPUs")
@@ -141,13 +144,19 @@ def helper_on(monkeypatch, tmp_path):
     minicnn.set_backend(old)
 
 
-def test_a_failing_helper_changes_nothing_but_time(helper_on, monkeypatch):
-    # the helper dies at once: this process compiles what it needs, and trains the same
-    monkeypatch.setattr(coldstart, "_command",
-                        lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+def _helpers_running(monkeypatch, code: str) -> list:
+    """Make the helper run Python ``code`` instead; returns the list of the Helpers fit starts
+    (None where it starts none)."""
+    monkeypatch.setattr(coldstart, "_command", lambda: [sys.executable, "-c", code])
     started = []
     start = coldstart.start
     monkeypatch.setattr(coldstart, "start", lambda *a: started.append(start(*a)) or started[-1])
+    return started
+
+
+def test_a_failing_helper_changes_nothing_but_time(helper_on, monkeypatch):
+    # the helper dies at once: this process compiles what it needs, and trains the same
+    started = _helpers_running(monkeypatch, "raise SystemExit(3)")
     x, y = _data()
     minicnn.set_random_seed(0)
     with_helper = _tiny_model()
@@ -178,11 +187,7 @@ def test_the_marker_stops_a_second_helper(helper_on, monkeypatch):
 
 
 def test_a_fit_that_stops_before_its_first_step_stops_the_helper(helper_on, monkeypatch):
-    monkeypatch.setattr(coldstart, "_command",
-                        lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
-    started = []
-    start = coldstart.start
-    monkeypatch.setattr(coldstart, "start", lambda *a: started.append(start(*a)) or started[-1])
+    started = _helpers_running(monkeypatch, "import time; time.sleep(60)")
 
     class Stop(minicnn.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):

@@ -395,9 +395,7 @@ def _route_relu(g, code, tile, db_row):
     the rows are flat and aligned. Shapes as _route's."""
     Hq, Wq, F = g.shape
     zero = g.dtype.type(0)
-    flat = tile.ravel()
-    for e in range(flat.size):
-        flat[e] = zero
+    _fill_zero(tile)
     for i in range(Hq):
         gr, cr, tr = g[i].ravel(), code[i].ravel(), tile[i].ravel()  # (Wq*F,) prefix used
         for e in range(Wq * F):
@@ -418,9 +416,7 @@ def _route(g, code, PH, PW, psh, psw, tile, db_row):
         return
     Hq, Wq, F = g.shape
     zero = g.dtype.type(0)
-    flat = tile.ravel()
-    for e in range(flat.size):
-        flat[e] = zero
+    _fill_zero(tile)
     for i in range(Hq):
         for j in range(Wq):
             for p in range(PH):
