@@ -143,18 +143,23 @@ def start(model, x_batch, y_batch, sample_weight_batch) -> Helper | None:
     """
     if not enabled():
         return None
-    key = model_key(model, x_batch.shape, x_batch.dtype, y_batch.shape, y_batch.dtype,
-                    sample_weight_batch is not None)
-    marker = os.path.join(_cache_folder(), _MARKERS, key)
-    if os.path.exists(marker):
+    try:
+        key = model_key(model, x_batch.shape, x_batch.dtype, y_batch.shape, y_batch.dtype,
+                        sample_weight_batch is not None)
+        marker = os.path.join(_cache_folder(), _MARKERS, key)
+        if os.path.exists(marker):
+            return None
+        payload = pickle.dumps({
+            "model": model,
+            "x": (x_batch.shape, x_batch.dtype.str),
+            "y": (y_batch.shape, y_batch.dtype.str),
+            "sample_weight": None if sample_weight_batch is None else
+            (sample_weight_batch.shape, sample_weight_batch.dtype.str),
+        })
+    except Exception:
+        # a model that cannot be keyed or pickled (a user's lambda, say): no helper, and fit
+        # compiles everything itself, as it always did
         return None
-    payload = pickle.dumps({
-        "model": model,
-        "x": (x_batch.shape, x_batch.dtype.str),
-        "y": (y_batch.shape, y_batch.dtype.str),
-        "sample_weight": None if sample_weight_batch is None else
-        (sample_weight_batch.shape, sample_weight_batch.dtype.str),
-    })
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "MINICNN_COMPILE_HELPER": "0",
            "PYTHONPATH": os.pathsep.join(p for p in (package_parent,

@@ -200,6 +200,16 @@ def test_a_fit_that_stops_before_its_first_step_stops_the_helper(helper_on, monk
     assert not (helper_on / coldstart._MARKERS).exists()  # no step finished: no marker
 
 
+def test_a_model_that_cannot_be_pickled_trains_without_a_helper(helper_on, monkeypatch):
+    started = _helpers_running(monkeypatch, "pass")
+    x, y = _data()
+    model = _tiny_model()
+    model.layers[0].note = lambda: None  # a user's lambda: pickle refuses it
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert started == [None]
+    assert model.optimizer.iterations == 2
+
+
 def test_no_helper_off_the_numba_backend_or_when_turned_off(helper_on, monkeypatch):
     assert coldstart.enabled()
     monkeypatch.setenv("MINICNN_COMPILE_HELPER", "0")
